@@ -1,0 +1,14 @@
+//! CRDT state and merge: LWW fields, PN-counter fields, observed-remove sets, tombstones,
+//! and the incrementally maintained version hash that feeds the merkle index.
+//!
+//! See docs/semantics.md for the rules with examples.
+
+mod counter;
+pub mod ops;
+mod record;
+mod version;
+
+pub use counter::{CounterBase, CounterState, NodeTotal};
+pub use record::{FieldState, MemberState, Pruned, RecordState, Register, encoding_of};
+pub use version::VersionHash;
+pub(crate) use version::Versioner;

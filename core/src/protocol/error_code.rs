@@ -1,0 +1,123 @@
+//! Stable error codes: part of the protocol, never renumbered.
+
+use std::fmt;
+
+/// What went wrong, as a number a client in any language can branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 1: the frame is not valid MessagePack or not a valid message.
+    Malformed,
+    /// 2: the peer speaks a protocol version this side does not.
+    UnsupportedVersion,
+    /// 3: the frame is larger than the frame limit.
+    FrameTooLarge,
+    /// 4: a batch or list has more entries than allowed.
+    BatchTooLarge,
+    /// 5: values are nested deeper than allowed.
+    NestingTooDeep,
+    /// 6: a message type this side does not know.
+    UnknownMessageType,
+    /// 7: a change's timestamp is too far ahead of the receiver's clock.
+    ClockDrift,
+    /// 8: no token, or an invalid or expired one.
+    Unauthenticated,
+    /// 9: the rules deny this operation.
+    Forbidden,
+    /// 10: the collection does not exist or is not served here.
+    UnknownCollection,
+    /// 11: too many operations per second.
+    RateLimited,
+    /// 12: too many subscriptions on this connection.
+    TooManySubscriptions,
+    /// 13: a key, collection or field name breaks its rules.
+    InvalidName,
+    /// 14: the cursor comes from another log; reconcile by merkle instead.
+    CursorInvalid,
+    /// 15: the receiver cannot keep up; the connection is being closed.
+    SlowConsumer,
+    /// 16: a message that is valid but not allowed now (e.g. a push before hello).
+    UnexpectedMessage,
+    /// 17: the server failed; the operation may be retried.
+    Internal,
+    /// 18: the server is shutting down or not ready; retry elsewhere or later.
+    Unavailable,
+    /// A code from a newer protocol revision.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The wire number.
+    pub fn as_u16(self) -> u16 {
+        match self {
+            ErrorCode::Malformed => 1,
+            ErrorCode::UnsupportedVersion => 2,
+            ErrorCode::FrameTooLarge => 3,
+            ErrorCode::BatchTooLarge => 4,
+            ErrorCode::NestingTooDeep => 5,
+            ErrorCode::UnknownMessageType => 6,
+            ErrorCode::ClockDrift => 7,
+            ErrorCode::Unauthenticated => 8,
+            ErrorCode::Forbidden => 9,
+            ErrorCode::UnknownCollection => 10,
+            ErrorCode::RateLimited => 11,
+            ErrorCode::TooManySubscriptions => 12,
+            ErrorCode::InvalidName => 13,
+            ErrorCode::CursorInvalid => 14,
+            ErrorCode::SlowConsumer => 15,
+            ErrorCode::UnexpectedMessage => 16,
+            ErrorCode::Internal => 17,
+            ErrorCode::Unavailable => 18,
+            ErrorCode::Other(code) => code,
+        }
+    }
+
+    /// The code for a wire number.
+    pub fn from_u16(code: u16) -> ErrorCode {
+        match code {
+            1 => ErrorCode::Malformed,
+            2 => ErrorCode::UnsupportedVersion,
+            3 => ErrorCode::FrameTooLarge,
+            4 => ErrorCode::BatchTooLarge,
+            5 => ErrorCode::NestingTooDeep,
+            6 => ErrorCode::UnknownMessageType,
+            7 => ErrorCode::ClockDrift,
+            8 => ErrorCode::Unauthenticated,
+            9 => ErrorCode::Forbidden,
+            10 => ErrorCode::UnknownCollection,
+            11 => ErrorCode::RateLimited,
+            12 => ErrorCode::TooManySubscriptions,
+            13 => ErrorCode::InvalidName,
+            14 => ErrorCode::CursorInvalid,
+            15 => ErrorCode::SlowConsumer,
+            16 => ErrorCode::UnexpectedMessage,
+            17 => ErrorCode::Internal,
+            18 => ErrorCode::Unavailable,
+            other => ErrorCode::Other(other),
+        }
+    }
+
+    /// Whether sending the same thing again later can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::SlowConsumer)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_u16())
+    }
+}
+
+impl From<&crate::codec::DecodeError> for ErrorCode {
+    fn from(error: &crate::codec::DecodeError) -> ErrorCode {
+        use crate::codec::DecodeError;
+        match error {
+            DecodeError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            DecodeError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            DecodeError::TooDeep { .. } => ErrorCode::NestingTooDeep,
+            DecodeError::UnknownMessageType { .. } => ErrorCode::UnknownMessageType,
+            _ => ErrorCode::Malformed,
+        }
+    }
+}

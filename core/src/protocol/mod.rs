@@ -1,0 +1,16 @@
+//! The sync protocol (DESIGN §4): message types, frames, cursors and error codes.
+//!
+//! Transports (WebSocket, HTTP) live outside the core; they move the frames that
+//! [`ClientMessage::encode`] and [`ServerMessage::encode`] produce. The wire format is
+//! documented byte by byte in docs/protocol.md.
+
+mod cursor;
+mod error_code;
+mod message;
+
+pub use cursor::{Cursor, LogId};
+pub use error_code::ErrorCode;
+pub use message::{
+    BatchId, ClientMessage, ERROR_MESSAGE_BYTES_MAX, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
+    TOKEN_BYTES_MAX,
+};
