@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::crdt::{CounterBase, CounterState, FieldState, MemberState, NodeTotal, RecordState, Register, encoding_of};
+use crate::crdt::{
+    CounterBase, CounterState, FieldMap, FieldState, MemberState, NodeTotal, RecordState, Register, encoding_of,
+};
 use crate::hlc::{Hlc, NodeId};
 use crate::key::{CollectionName, RecordKey, validate_field_name};
 use crate::value::Value;
@@ -126,7 +128,7 @@ pub fn encode_state(state: &RecordState, change_hlc: Hlc, writer: &mut Writer) {
     encode_optional_hlc(state.presence, change_hlc, writer);
     encode_optional_hlc(state.deleted, change_hlc, writer);
     writer.map_len(state.fields.len());
-    for (name, field) in &state.fields {
+    for (name, field) in state.fields.iter() {
         writer.str(name);
         writer.array_len(2);
         match &field.register {
@@ -196,7 +198,7 @@ pub fn decode_state(reader: &mut Reader<'_>, change_hlc: Hlc) -> Result<RecordSt
             max: batch_max,
         });
     }
-    let mut fields = BTreeMap::new();
+    let mut fields = FieldMap::new();
     for _ in 0..n_fields {
         let at = reader.position();
         let name = reader.str_max(crate::key::FIELD_NAME_BYTES_MAX, "field name")?;
@@ -267,7 +269,7 @@ fn decode_field(reader: &mut Reader<'_>, change_hlc: Hlc) -> Result<FieldState, 
         reader.skip_extra(register_len - 2)?;
         Some(Register { value, hlc })
     };
-    let counter = if reader.take_nil() { None } else { Some(decode_counter(reader, change_hlc)?) };
+    let counter = if reader.take_nil() { None } else { Some(Box::new(decode_counter(reader, change_hlc)?)) };
     reader.skip_extra(len - 2)?;
     if register.is_none() && counter.is_none() {
         return Err(DecodeError::Invalid {

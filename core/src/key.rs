@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// Longest record key, in bytes (DESIGN §2).
 pub const KEY_BYTES_MAX: usize = 1024;
 /// Longest collection name, in bytes.
@@ -33,16 +35,16 @@ pub enum KeyError {
 
 /// The name of a collection.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CollectionName(String);
+pub struct CollectionName(CompactString);
 
 impl CollectionName {
     /// Validates `name`.
-    pub fn new(name: impl Into<String>) -> Result<CollectionName, KeyError> {
+    pub fn new(name: impl Into<CompactString>) -> Result<CollectionName, KeyError> {
         let name = name.into();
         let valid_start = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
         let valid_rest = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !valid_start || !valid_rest || name.len() > COLLECTION_NAME_BYTES_MAX {
-            return Err(KeyError::CollectionName(name));
+            return Err(KeyError::CollectionName(name.to_string()));
         }
         Ok(CollectionName(name))
     }
@@ -60,12 +62,15 @@ impl fmt::Display for CollectionName {
 }
 
 /// The key of a record within its collection: any UTF-8 string of 1 to 1,024 bytes.
+///
+/// Keys of up to 24 bytes are stored inline (no heap allocation, no pointer to chase
+/// when comparing), which matters on the merge hot path.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RecordKey(String);
+pub struct RecordKey(CompactString);
 
 impl RecordKey {
     /// Validates `key`.
-    pub fn new(key: impl Into<String>) -> Result<RecordKey, KeyError> {
+    pub fn new(key: impl Into<CompactString>) -> Result<RecordKey, KeyError> {
         let key = key.into();
         if key.is_empty() || key.len() > KEY_BYTES_MAX {
             return Err(KeyError::KeyLength(key.len()));
@@ -127,12 +132,23 @@ impl PartitionId {
 
 /// Where a key lives: `blake3(key)`'s first 8 bytes pick the partition, the next 8 bytes
 /// are the bucket path in the partition's merkle tree (4 bits per level, high bits first).
+/// Together the 16 bytes identify the key (finding two keys with equal 128-bit blake3
+/// prefixes takes about 2^64 work).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KeyHash {
     /// The key's partition.
     pub partition: PartitionId,
     /// The key's path through the partition's merkle tree.
     pub bucket: u64,
+    /// The first 8 bytes of the hash (the partition is derived from them).
+    pub check: u64,
+}
+
+impl KeyHash {
+    /// The 128 bits that identify the key.
+    pub fn id(self) -> u128 {
+        ((self.check as u128) << 64) | self.bucket as u128
+    }
 }
 
 impl KeyHash {
@@ -144,7 +160,8 @@ impl KeyHash {
         let mut second = [0u8; 8];
         first.copy_from_slice(&bytes[..8]);
         second.copy_from_slice(&bytes[8..16]);
-        let partition = (u64::from_le_bytes(first) % PARTITION_COUNT as u64) as u16;
-        KeyHash { partition: PartitionId(partition), bucket: u64::from_be_bytes(second) }
+        let check = u64::from_le_bytes(first);
+        let partition = (check % PARTITION_COUNT as u64) as u16;
+        KeyHash { partition: PartitionId(partition), bucket: u64::from_be_bytes(second), check }
     }
 }

@@ -2,6 +2,8 @@
 //! controlled clocks, makes concurrent writes, delivers them in both orders and checks
 //! what a reader sees.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benchmarks fail loudly on bad setup")]
+
 use weft_core::change::Change;
 use weft_core::hlc::{ClockDriftError, Hlc, HlcClock, ManualClock, NodeId};
 use weft_core::key::{CollectionName, RecordKey};

@@ -4,11 +4,13 @@
 //! See docs/semantics.md for the rules with examples.
 
 mod counter;
+mod field_map;
 pub mod ops;
 mod record;
 mod version;
 
 pub use counter::{CounterBase, CounterState, NodeTotal};
+pub use field_map::{FieldMap, FieldName};
 pub use record::{FieldState, MemberState, Pruned, RecordState, Register, encoding_of};
 pub use version::VersionHash;
 pub(crate) use version::Versioner;

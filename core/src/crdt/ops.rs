@@ -17,7 +17,7 @@ pub fn put(current: Option<&RecordState>, document: Document, hlc: Hlc) -> Recor
     let mut delta = RecordState { presence: Some(hlc), deleted: Some(hlc), ..RecordState::default() };
     reset_counters(current, &mut delta, hlc, |_| true);
     for (name, value) in document {
-        delta.fields.entry(name).or_default().register = Some(Register { value, hlc });
+        delta.fields.get_or_default(name).register = Some(Register { value, hlc });
     }
     delta
 }
@@ -27,7 +27,7 @@ pub fn update(current: Option<&RecordState>, partial: Document, hlc: Hlc) -> Rec
     let mut delta = RecordState { presence: Some(hlc), ..RecordState::default() };
     reset_counters(current, &mut delta, hlc, |name| partial.contains_key(name));
     for (name, value) in partial {
-        delta.fields.entry(name).or_default().register = Some(Register { value, hlc });
+        delta.fields.get_or_default(name).register = Some(Register { value, hlc });
     }
     delta
 }
@@ -56,7 +56,7 @@ pub fn increment(current: Option<&RecordState>, field: &str, by: i64, node: Node
     let mut counter = CounterState::default();
     counter.totals.insert(node, total);
     let mut delta = RecordState { presence: Some(hlc), ..RecordState::default() };
-    delta.fields.insert(field.to_owned(), FieldState { register: None, counter: Some(counter) });
+    delta.fields.insert(field.to_owned(), FieldState { register: None, counter: Some(Box::new(counter)) });
     delta
 }
 
@@ -88,12 +88,12 @@ pub fn set_remove(current: Option<&RecordState>, element: &Value) -> Option<Reco
 /// Adds a base (observed totals at `hlc`) for every counter field selected by `select`.
 fn reset_counters(current: Option<&RecordState>, delta: &mut RecordState, hlc: Hlc, select: impl Fn(&str) -> bool) {
     let Some(current) = current else { return };
-    for (name, field) in &current.fields {
+    for (name, field) in current.fields.iter() {
         if let Some(counter) = &field.counter
             && select(name)
         {
             let base = CounterState { totals: Default::default(), base: Some(counter.observe(hlc)) };
-            delta.fields.entry(name.clone()).or_default().counter = Some(base);
+            delta.fields.get_or_default(name).counter = Some(Box::new(base));
         }
     }
 }

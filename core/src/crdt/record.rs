@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::counter::CounterState;
+use super::field_map::FieldMap;
 use super::version::{Component, Versioner};
 use crate::hlc::Hlc;
 use crate::value::{Document, Value};
@@ -43,8 +44,9 @@ impl Register {
 pub struct FieldState {
     /// The last written value.
     pub register: Option<Register>,
-    /// Increments, if the field was ever used as a counter.
-    pub counter: Option<CounterState>,
+    /// Increments, if the field was ever used as a counter (boxed: most fields never
+    /// are, and the box halves the size of every field).
+    pub counter: Option<Box<CounterState>>,
 }
 
 impl FieldState {
@@ -55,7 +57,7 @@ impl FieldState {
     /// plus the counter's growth since the reset.
     pub fn value(&self, deleted: Option<Hlc>) -> Option<Value> {
         let register = self.register.as_ref().filter(|r| deleted.is_none_or(|d| r.hlc >= d));
-        let delta = self.counter.as_ref().and_then(CounterState::delta_beyond_base);
+        let delta = self.counter.as_deref().and_then(CounterState::delta_beyond_base);
         match (register, delta) {
             (register, None) => register.map(|r| r.value.clone()),
             (Some(Register { value: Value::Float(base), .. }), Some(delta)) => Some(Value::Float(base + delta as f64)),
@@ -68,7 +70,7 @@ impl FieldState {
 
     fn max_hlc(&self) -> Option<Hlc> {
         let register = self.register.as_ref().map(|r| r.hlc);
-        register.max(self.counter.as_ref().and_then(CounterState::max_hlc))
+        register.max(self.counter.as_deref().and_then(CounterState::max_hlc))
     }
 }
 
@@ -102,7 +104,7 @@ pub struct RecordState {
     /// Latest `delete` (a `put` also deletes, at the same timestamp, then writes).
     pub deleted: Option<Hlc>,
     /// Fields by name.
-    pub fields: BTreeMap<String, FieldState>,
+    pub fields: FieldMap,
     /// Set members by canonical encoding of the element.
     pub members: BTreeMap<Vec<u8>, MemberState>,
 }
@@ -136,9 +138,9 @@ impl RecordState {
             return None;
         }
         let mut document = Document::new();
-        for (name, field) in &self.fields {
+        for (name, field) in self.fields.iter() {
             if let Some(value) = field.value(self.deleted) {
-                document.insert(name.clone(), value);
+                document.insert(name.to_owned(), value);
             }
         }
         Some(document)
@@ -221,7 +223,7 @@ impl RecordState {
         if let Some(hlc) = self.deleted {
             versioner.add(versioner.simple(Component::Deleted, b"", hlc));
         }
-        for (name, field) in &self.fields {
+        for (name, field) in self.fields.iter() {
             add_field_hashes(name, field, versioner);
         }
         for (encoding, member) in &self.members {
@@ -330,7 +332,7 @@ fn merge_field(ours: &mut FieldState, name: &str, theirs: FieldState, versioner:
     }
     if let Some(counter) = theirs.counter {
         match &mut ours.counter {
-            Some(current) => changed |= current.merge(name, counter, versioner),
+            Some(current) => changed |= current.merge(name, *counter, versioner),
             None => {
                 counter.add_hashes(name, versioner);
                 ours.counter = Some(counter);

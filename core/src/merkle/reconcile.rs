@@ -325,7 +325,7 @@ pub fn respond(
         compare_leaf(index, leaf, &mut send, &mut out.want)?;
     }
     for (partition, bucket) in &incoming.want {
-        send.extend(index.find(*partition, *bucket).into_iter().map(|entry| entry.key.clone()));
+        send.extend(index.find(*partition, *bucket).into_iter().map(|(entry, _)| entry.key.clone()));
     }
     send.sort();
     send.dedup();
@@ -341,7 +341,11 @@ fn expand(index: &MerkleIndex, path: NodePath, out: &mut ReconcileStep) {
         index.entries_under(path, &mut entries);
         let items = entries
             .iter()
-            .map(|entry| LeafItem { partition: entry.partition, bucket: entry.bucket, version: entry.version.digest() })
+            .map(|(entry, version)| LeafItem {
+                partition: entry.partition,
+                bucket: entry.bucket,
+                version: version.digest(),
+            })
             .collect();
         out.leaves.push(LeafList { path, items });
     } else {
@@ -372,9 +376,9 @@ fn compare_leaf(
     let mut entries = Vec::new();
     index.entries_under(leaf.path, &mut entries);
     let mut mine: BTreeMap<(PartitionId, u64), (u64, Vec<&RecordKey>)> = BTreeMap::new();
-    for entry in &entries {
+    for (entry, version) in &entries {
         let slot = mine.entry((entry.partition, entry.bucket)).or_default();
-        slot.0 = slot.0.wrapping_add(entry.version.digest());
+        slot.0 = slot.0.wrapping_add(version.digest());
         slot.1.push(&entry.key);
     }
     for (hash, (version, keys)) in &mine {

@@ -25,15 +25,40 @@ pub struct LeafEntry {
     pub partition: PartitionId,
     /// The key's bucket path (its hash).
     pub bucket: u64,
-    /// The record's current version hash.
-    pub version: VersionHash,
+    /// The rest of the key's 128-bit hash.
+    pub check: u64,
     /// The key itself, to answer requests by bucket.
     pub key: RecordKey,
 }
 
+/// The keys of a leaf. Identities (128-bit key hashes) and versions are kept apart from
+/// the keys, so an update scans at most 32 × 32 contiguous bytes, changes the version in
+/// place, and never reads a key string.
+#[derive(Clone, Debug, Default)]
+struct Leaf {
+    slots: Vec<(u128, VersionHash)>,
+    entries: Vec<LeafEntry>,
+}
+
+impl Leaf {
+    fn push(&mut self, slot: (u128, VersionHash), entry: LeafEntry) {
+        self.slots.push(slot);
+        self.entries.push(entry);
+    }
+
+    fn append(&mut self, other: &mut Leaf) {
+        self.slots.append(&mut other.slots);
+        self.entries.append(&mut other.entries);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&LeafEntry, VersionHash)> {
+        self.entries.iter().zip(self.slots.iter().map(|(_, version)| *version))
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Children {
-    Leaf(Vec<LeafEntry>),
+    Leaf(Leaf),
     Inner(Box<[Node; 16]>),
 }
 
@@ -46,7 +71,7 @@ struct Node {
 
 impl Node {
     fn empty_leaf() -> Node {
-        Node { digest: 0, count: 0, children: Children::Leaf(Vec::new()) }
+        Node { digest: 0, count: 0, children: Children::Leaf(Leaf::default()) }
     }
 }
 
@@ -117,10 +142,10 @@ impl MerkleIndex {
         for depth in 0..nibbles {
             match &node.children {
                 Children::Inner(children) => node = &children[nibble(path.prefix(), depth)],
-                Children::Leaf(entries) => {
+                Children::Leaf(leaf) => {
                     let mut summary = Summary::default();
-                    for entry in entries.iter().filter(|e| path.contains_bucket(e.bucket)) {
-                        summary.digest = summary.digest.wrapping_add(entry.version.0);
+                    for (_, version) in leaf.iter().filter(|(e, _)| path.contains_bucket(e.bucket)) {
+                        summary.digest = summary.digest.wrapping_add(version.0);
                         summary.count += 1;
                     }
                     return summary;
@@ -140,7 +165,7 @@ impl MerkleIndex {
     }
 
     /// Appends every entry under `path`.
-    pub fn entries_under<'a>(&'a self, path: NodePath, out: &mut Vec<&'a LeafEntry>) {
+    pub fn entries_under<'a>(&'a self, path: NodePath, out: &mut Vec<(&'a LeafEntry, VersionHash)>) {
         match path.partition() {
             None => {
                 for partition in &self.partitions {
@@ -161,16 +186,16 @@ impl MerkleIndex {
     }
 
     /// The entries whose hash is `(partition, bucket)` (one, barring 64-bit collisions).
-    pub fn find(&self, partition: PartitionId, bucket: u64) -> Vec<&LeafEntry> {
+    pub fn find(&self, partition: PartitionId, bucket: u64) -> Vec<(&LeafEntry, VersionHash)> {
         let mut out = Vec::new();
         self.entries_under(NodePath::key(partition, bucket), &mut out);
         out
     }
 }
 
-fn collect<'a>(node: &'a Node, out: &mut Vec<&'a LeafEntry>, keep: &dyn Fn(u64) -> bool) {
+fn collect<'a>(node: &'a Node, out: &mut Vec<(&'a LeafEntry, VersionHash)>, keep: &dyn Fn(u64) -> bool) {
     match &node.children {
-        Children::Leaf(entries) => out.extend(entries.iter().filter(|e| keep(e.bucket))),
+        Children::Leaf(leaf) => out.extend(leaf.iter().filter(|(e, _)| keep(e.bucket))),
         Children::Inner(children) => {
             for child in children.iter() {
                 collect(child, out, keep);
@@ -184,21 +209,26 @@ fn set_in(node: &mut Node, depth: usize, hash: KeyHash, key: &RecordKey, version
     let bucket = hash.bucket;
     let (delta, count_delta) = match &mut node.children {
         Children::Inner(children) => set_in(&mut children[nibble(bucket, depth)], depth + 1, hash, key, version),
-        Children::Leaf(entries) => {
-            let position = entries.iter().position(|e| e.bucket == bucket && e.key == *key);
+        Children::Leaf(leaf) => {
+            let id = hash.id();
+            let position = leaf.slots.iter().position(|(candidate, _)| *candidate == id);
             match (position, version) {
                 (Some(index), Some(version)) => {
-                    let entry = &mut entries[index];
-                    let delta = version.0.wrapping_sub(entry.version.0);
-                    entry.version = version;
+                    let slot = &mut leaf.slots[index].1;
+                    let delta = version.0.wrapping_sub(slot.0);
+                    *slot = version;
                     (delta, 0)
                 }
                 (Some(index), None) => {
-                    let entry = entries.swap_remove(index);
-                    (0u128.wrapping_sub(entry.version.0), -1)
+                    leaf.entries.swap_remove(index);
+                    let (_, old) = leaf.slots.swap_remove(index);
+                    (0u128.wrapping_sub(old.0), -1)
                 }
                 (None, Some(version)) => {
-                    entries.push(LeafEntry { partition: hash.partition, bucket, version, key: key.clone() });
+                    leaf.push(
+                        (id, version),
+                        LeafEntry { partition: hash.partition, bucket, check: hash.check, key: key.clone() },
+                    );
                     (version.0, 1)
                 }
                 (None, None) => (0, 0),
@@ -213,14 +243,14 @@ fn set_in(node: &mut Node, depth: usize, hash: KeyHash, key: &RecordKey, version
 
 fn reshape(node: &mut Node, depth: usize) {
     match &mut node.children {
-        Children::Leaf(entries) if entries.len() > LEAF_KEYS_MAX && depth < BUCKET_NIBBLES => {
+        Children::Leaf(leaf) if leaf.slots.len() > LEAF_KEYS_MAX && depth < BUCKET_NIBBLES => {
             let mut children: Box<[Node; 16]> = Box::new(std::array::from_fn(|_| Node::empty_leaf()));
-            for entry in entries.drain(..) {
+            for (slot, entry) in leaf.slots.drain(..).zip(leaf.entries.drain(..)) {
                 let child = &mut children[nibble(entry.bucket, depth)];
-                child.digest = child.digest.wrapping_add(entry.version.0);
+                child.digest = child.digest.wrapping_add(slot.1.0);
                 child.count += 1;
-                if let Children::Leaf(child_entries) = &mut child.children {
-                    child_entries.push(entry);
+                if let Children::Leaf(child_leaf) = &mut child.children {
+                    child_leaf.push(slot, entry);
                 }
             }
             for child in children.iter_mut() {
@@ -229,17 +259,17 @@ fn reshape(node: &mut Node, depth: usize) {
             node.children = Children::Inner(children);
         }
         Children::Inner(_) if node.count <= COLLAPSE_KEYS_MAX => {
-            let mut entries = Vec::with_capacity(node.count as usize);
-            drain_into(node, &mut entries);
-            node.children = Children::Leaf(entries);
+            let mut leaf = Leaf::default();
+            drain_into(node, &mut leaf);
+            node.children = Children::Leaf(leaf);
         }
         _ => {}
     }
 }
 
-fn drain_into(node: &mut Node, out: &mut Vec<LeafEntry>) {
+fn drain_into(node: &mut Node, out: &mut Leaf) {
     match &mut node.children {
-        Children::Leaf(entries) => out.append(entries),
+        Children::Leaf(leaf) => out.append(leaf),
         Children::Inner(children) => {
             for child in children.iter_mut() {
                 drain_into(child, out);

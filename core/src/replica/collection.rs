@@ -60,6 +60,35 @@ impl Collection {
         true
     }
 
+    /// Joins a batch of deltas, in order. Same result as calling [`Collection::apply`]
+    /// for each, but faster on large collections: the records of the next few changes
+    /// are read ahead so that their cache misses overlap instead of queueing one after
+    /// another (merging is bound by memory latency, not by instructions).
+    /// Returns the keys of the records that changed.
+    pub fn apply_batch(&mut self, batch: Vec<(RecordKey, RecordState)>) -> Vec<RecordKey> {
+        const READ_AHEAD: usize = 8;
+        let mut changed = Vec::new();
+        let mut batch = batch.into_iter().peekable();
+        let mut window: Vec<(RecordKey, RecordState)> = Vec::with_capacity(READ_AHEAD);
+        while batch.peek().is_some() {
+            window.extend(batch.by_ref().take(READ_AHEAD));
+            let mut touched = 0usize;
+            for (key, _) in &window {
+                if let Some(record) = self.records.get(key.as_str()) {
+                    touched ^= record.state.fields.touch();
+                }
+            }
+            std::hint::black_box(touched);
+            for (key, delta) in window.drain(..) {
+                let copy = key.clone();
+                if self.apply(key, delta) {
+                    changed.push(copy);
+                }
+            }
+        }
+        changed
+    }
+
     /// The record's CRDT state (visible or not).
     pub fn state(&self, key: &str) -> Option<&RecordState> {
         self.records.get(key).map(|r| &r.state)

@@ -289,7 +289,15 @@ impl<C: ClockSource> Replica<C> {
     }
 
     fn collection_mut(&mut self, name: &CollectionName) -> &mut Collection {
-        self.collections.entry(name.clone()).or_insert_with(|| Collection::new(name.clone()))
+        // Looked up before inserting so the hot path (an existing collection) does not
+        // allocate a copy of the name.
+        if !self.collections.contains_key(name) {
+            self.collections.insert(name.clone(), Collection::new(name.clone()));
+        }
+        match self.collections.get_mut(name) {
+            Some(collection) => collection,
+            None => unreachable!("collection {name} inserted above"),
+        }
     }
 
     // ----- reads --------------------------------------------------------------------
@@ -341,6 +349,42 @@ impl<C: ClockSource> Replica<C> {
     pub fn apply_remote(&mut self, change: Change) -> Result<bool, ClockDriftError> {
         self.clock.observe(change.hlc)?;
         Ok(self.collection_mut(&change.collection).apply(change.key, change.state))
+    }
+
+    /// Applies a batch of changes from a peer. The drift check covers the whole batch
+    /// first: if any change drifted, nothing is applied and the error names its index.
+    /// Returns the number of records that changed.
+    pub fn apply_remote_batch(&mut self, changes: Vec<Change>) -> Result<usize, (usize, ClockDriftError)> {
+        for (index, change) in changes.iter().enumerate() {
+            self.clock.check_drift(change.hlc).map_err(|error| (index, error))?;
+        }
+        if let Some(latest) = changes.iter().map(|c| c.hlc).max() {
+            self.clock.advance_to(latest);
+        }
+        Ok(self.apply_grouped(changes).iter().map(|(_, keys)| keys.len()).sum())
+    }
+
+    /// Applies changes collection by collection (consecutive runs of one collection form
+    /// one batch); returns the changed keys per run.
+    fn apply_grouped(&mut self, changes: Vec<Change>) -> Vec<(CollectionName, Vec<RecordKey>)> {
+        let mut out: Vec<(CollectionName, Vec<RecordKey>)> = Vec::new();
+        let mut run: Vec<(RecordKey, RecordState)> = Vec::new();
+        let mut run_collection: Option<CollectionName> = None;
+        for change in changes {
+            if run_collection.as_ref() != Some(&change.collection) {
+                if let Some(collection) = run_collection.take() {
+                    let keys = self.collection_mut(&collection).apply_batch(std::mem::take(&mut run));
+                    out.push((collection, keys));
+                }
+                run_collection = Some(change.collection);
+            }
+            run.push((change.key, change.state));
+        }
+        if let Some(collection) = run_collection {
+            let keys = self.collection_mut(&collection).apply_batch(run);
+            out.push((collection, keys));
+        }
+        out
     }
 
     /// Drops tombstones older than `horizon` in every collection (see docs/semantics.md).
@@ -453,15 +497,11 @@ impl<C: ClockSource> Replica<C> {
                     .get(&subscription_id)
                     .cloned()
                     .ok_or(ProtocolError::UnknownSubscription(subscription_id))?;
-                let mut keys = Vec::new();
-                for change in changes {
-                    // The server checked drift when it accepted the write.
-                    self.clock.advance_to(change.hlc);
-                    let key = change.key.clone();
-                    if self.collection_mut(&change.collection).apply(change.key, change.state) {
-                        keys.push(key);
-                    }
+                // The server checked drift when it accepted the writes.
+                if let Some(latest) = changes.iter().map(|c| c.hlc).max() {
+                    self.clock.advance_to(latest);
                 }
+                let keys: Vec<RecordKey> = self.apply_grouped(changes).into_iter().flat_map(|(_, keys)| keys).collect();
                 self.cursors.entry(collection.clone()).or_insert_with(|| Cursor::new(cursor.log)).merge(&cursor);
                 if !keys.is_empty() {
                     out.events.push(ReplicaEvent::RemoteChanges { collection: collection.clone(), keys });
