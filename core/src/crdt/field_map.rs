@@ -1,12 +1,15 @@
 //! [`FieldMap`]: a record's fields, as two parallel vectors sorted by name.
 //!
 //! Records have a handful of fields and a change usually touches one, so sorted vectors
-//! beat a `BTreeMap` here: a one-field change is two small allocations instead of a
-//! 1 KiB tree node. Names are inline strings kept apart from the states, so finding a
-//! field scans a few contiguous cache lines instead of chasing a pointer per name — the
-//! merge hot path is bound by cache misses, not instructions.
+//! beat a `BTreeMap` here: a one-field change allocates nothing (one field is stored
+//! inline) instead of a 1 KiB tree node.
+//!
+//! The merge hot path is bound by cache misses, not instructions, so names (inline
+//! strings, no pointer to chase) are kept apart from the states: finding a field scans a
+//! few contiguous cache lines of names, then reads one state.
 
 use compact_str::CompactString;
+use smallvec::SmallVec;
 
 use super::record::FieldState;
 
@@ -19,14 +22,15 @@ const LINEAR_SCAN_MAX: usize = 16;
 /// Field name → state, sorted by name, names unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldMap {
-    names: Vec<FieldName>,
-    states: Vec<FieldState>,
+    // One field inline: the delta of a typical write (one field) allocates nothing.
+    names: SmallVec<[FieldName; 1]>,
+    states: SmallVec<[FieldState; 1]>,
 }
 
 impl FieldMap {
     /// An empty map.
     pub fn new() -> FieldMap {
-        FieldMap { names: Vec::new(), states: Vec::new() }
+        FieldMap { names: SmallVec::new(), states: SmallVec::new() }
     }
 
     /// Reads the first name and state, bringing their cache lines in ahead of a merge
@@ -59,6 +63,11 @@ impl FieldMap {
         self.names.binary_search_by(|n| n.as_str().cmp(name))
     }
 
+    fn insert_at(&mut self, i: usize, name: FieldName, field: FieldState) {
+        self.names.insert(i, name);
+        self.states.insert(i, field);
+    }
+
     /// The field named `name`.
     pub fn get(&self, name: &str) -> Option<&FieldState> {
         self.find(name).ok().map(|i| &self.states[i])
@@ -75,8 +84,7 @@ impl FieldMap {
         match self.find(&name) {
             Ok(i) => Some(std::mem::replace(&mut self.states[i], field)),
             Err(i) => {
-                self.names.insert(i, name);
-                self.states.insert(i, field);
+                self.insert_at(i, name, field);
                 None
             }
         }
@@ -88,8 +96,7 @@ impl FieldMap {
         let i = match self.find(&name) {
             Ok(i) => i,
             Err(i) => {
-                self.names.insert(i, name);
-                self.states.insert(i, FieldState::default());
+                self.insert_at(i, name, FieldState::default());
                 i
             }
         };
@@ -122,7 +129,7 @@ impl FieldMap {
 
 impl IntoIterator for FieldMap {
     type Item = (FieldName, FieldState);
-    type IntoIter = std::iter::Zip<std::vec::IntoIter<FieldName>, std::vec::IntoIter<FieldState>>;
+    type IntoIter = std::iter::Zip<smallvec::IntoIter<[FieldName; 1]>, smallvec::IntoIter<[FieldState; 1]>>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.names.into_iter().zip(self.states)

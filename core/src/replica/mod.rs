@@ -364,27 +364,28 @@ impl<C: ClockSource> Replica<C> {
         Ok(self.apply_grouped(changes).iter().map(|(_, keys)| keys.len()).sum())
     }
 
-    /// Applies changes collection by collection (consecutive runs of one collection form
-    /// one batch); returns the changed keys per run.
+    /// Applies changes collection by collection (changes to different collections are
+    /// independent; within one collection the order is kept); returns the changed keys
+    /// per collection.
     fn apply_grouped(&mut self, changes: Vec<Change>) -> Vec<(CollectionName, Vec<RecordKey>)> {
-        let mut out: Vec<(CollectionName, Vec<RecordKey>)> = Vec::new();
-        let mut run: Vec<(RecordKey, RecordState)> = Vec::new();
-        let mut run_collection: Option<CollectionName> = None;
+        let Some(first) = changes.first().map(|c| c.collection.clone()) else {
+            return Vec::new();
+        };
+        if changes.iter().all(|c| c.collection == first) {
+            let keys = self.collection_mut(&first).apply_batch(changes);
+            return vec![(first, keys)];
+        }
+        let mut groups: BTreeMap<CollectionName, Vec<Change>> = BTreeMap::new();
         for change in changes {
-            if run_collection.as_ref() != Some(&change.collection) {
-                if let Some(collection) = run_collection.take() {
-                    let keys = self.collection_mut(&collection).apply_batch(std::mem::take(&mut run));
-                    out.push((collection, keys));
-                }
-                run_collection = Some(change.collection);
-            }
-            run.push((change.key, change.state));
+            groups.entry(change.collection.clone()).or_default().push(change);
         }
-        if let Some(collection) = run_collection {
-            let keys = self.collection_mut(&collection).apply_batch(run);
-            out.push((collection, keys));
-        }
-        out
+        groups
+            .into_iter()
+            .map(|(collection, changes)| {
+                let keys = self.collection_mut(&collection).apply_batch(changes);
+                (collection, keys)
+            })
+            .collect()
     }
 
     /// Drops tombstones older than `horizon` in every collection (see docs/semantics.md).
