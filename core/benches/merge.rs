@@ -78,6 +78,40 @@ fn merge(c: &mut Criterion) {
     };
     group.bench_function("weft_batches_of_1000", |b| b.iter_custom(|iterations| run_weft(iterations, true)));
     group.bench_function("weft_one_by_one", |b| b.iter_custom(|iterations| run_weft(iterations, false)));
+    group.finish();
+
+    // The same stream over 1,000 keys: the records stay in cache, which shows the cost of
+    // the merge itself, apart from memory latency.
+    let mut group = c.benchmark_group("merge_1M_lww_changes_1k_keys");
+    group.throughput(Throughput::Elements(N_OPS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.warm_up_time(Duration::from_secs(1));
+    let small = workload::to_changes(&workload::field_writes(N_OPS, 1_000, N_FIELDS), &collection);
+    let small_batches: Vec<&[Change]> = small.chunks(BATCH).collect();
+    group.bench_function("weft_batches_of_1000", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let mut replica = Replica::new(NodeId(999), ManualClock::new(latest));
+                for batch in &small_batches {
+                    let batch = batch.to_vec();
+                    let started = Instant::now();
+                    replica.apply_remote_batch(batch).unwrap();
+                    total += started.elapsed();
+                }
+                black_box(&replica);
+            }
+            total
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("merge_1M_lww_changes");
+    group.throughput(Throughput::Elements(N_OPS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.warm_up_time(Duration::from_secs(1));
 
     group.bench_function("yrs", |b| {
         b.iter_batched(

@@ -1,0 +1,40 @@
+//! Code-layout rules that review alone would miss: every source file opens with a `//!`
+//! comment saying what it owns, and no source file grows past the size at which it
+//! should be split.
+
+#![allow(clippy::expect_used, reason = "a test: unreadable sources should fail it loudly")]
+
+use std::path::{Path, PathBuf};
+
+const LINES_MAX: usize = 800;
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable source directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_source_file_says_what_it_owns_and_stays_small() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    assert!(files.len() > 10, "found only {} files under {}", files.len(), root.display());
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source file");
+        if !text.starts_with("//!") {
+            problems.push(format!("{}: does not open with a //! comment", file.display()));
+        }
+        let lines = text.lines().count();
+        if lines > LINES_MAX {
+            problems.push(format!("{}: {lines} lines (split files past {LINES_MAX})", file.display()));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
