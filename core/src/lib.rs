@@ -26,6 +26,7 @@ pub mod crdt;
 pub mod hlc;
 pub mod key;
 pub mod merkle;
+mod prefetch;
 pub mod protocol;
 pub mod replica;
 pub mod value;

@@ -16,6 +16,9 @@ use super::record::FieldState;
 /// A field name: inline up to 24 bytes.
 pub type FieldName = CompactString;
 
+/// Capacity reserved when a map first outgrows its inline slot.
+const SPILL_CAPACITY: usize = 8;
+
 /// Up to this many fields, lookups scan linearly (faster than bisecting short arrays).
 const LINEAR_SCAN_MAX: usize = 16;
 
@@ -33,10 +36,11 @@ impl FieldMap {
         FieldMap { names: SmallVec::new(), states: SmallVec::new() }
     }
 
-    /// Reads the first name and state, bringing their cache lines in ahead of a merge
-    /// (see `Collection::apply_batch`). Returns a value only so the reads are not elided.
-    pub(crate) fn touch(&self) -> usize {
-        self.names.first().map_or(0, |n| n.len()) ^ self.states.first().map_or(0, |s| s.register.is_some() as usize)
+    /// Prefetches the names and states, ahead of a merge into this map (see
+    /// `Collection::apply_batch`).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::slice(&self.names);
+        crate::prefetch::slice(&self.states);
     }
 
     /// Number of fields.
@@ -64,6 +68,12 @@ impl FieldMap {
     }
 
     fn insert_at(&mut self, i: usize, name: FieldName, field: FieldState) {
+        if self.names.len() == 1 {
+            // Leaving the inline slot: records usually have several fields, so skip the
+            // 2- and 4-slot steps of doubling (each a reallocation and a copy).
+            self.names.reserve(SPILL_CAPACITY - 1);
+            self.states.reserve(SPILL_CAPACITY - 1);
+        }
         self.names.insert(i, name);
         self.states.insert(i, field);
     }

@@ -132,6 +132,25 @@ impl MerkleIndex {
         self.count = self.count.wrapping_add_signed(count_delta as i64);
     }
 
+    /// Prefetches the leaf that holds `hash`, ahead of a [`MerkleIndex::set`] (the inner
+    /// nodes above it are few and usually cached; the leaf's slots are not).
+    pub(crate) fn prefetch_leaf(&self, hash: KeyHash) {
+        let mut node = &self.partitions[hash.partition.index()];
+        let mut depth = 0;
+        loop {
+            match &node.children {
+                Children::Inner(children) => {
+                    node = &children[nibble(hash.bucket, depth)];
+                    depth += 1;
+                }
+                Children::Leaf(leaf) => {
+                    crate::prefetch::slice(&leaf.slots);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Digest and key count under `path`.
     pub fn summary(&self, path: NodePath) -> Summary {
         let Some(partition) = path.partition() else {

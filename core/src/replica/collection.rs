@@ -74,21 +74,27 @@ impl Collection {
     /// Joins a batch of changes to this collection, in order (their `collection` field is
     /// not consulted: the caller routes them). Same result as calling
     /// [`Collection::apply`] for each, but faster on large collections, whose merges are
-    /// bound by memory latency rather than instructions: a first pass reads every record
-    /// the batch touches, so that their cache misses overlap instead of queueing one
-    /// after another, and the merkle index is updated once per changed record at the
-    /// end, in tree order, so that neighbouring updates share the cache lines of their
-    /// path. Returns the keys of the records that changed, in tree order.
+    /// bound by memory latency rather than instructions: the records of the next few
+    /// changes are prefetched while the current ones merge, so that cache misses overlap
+    /// instead of queueing one after another, and the merkle index is updated once per
+    /// changed record at the end, in tree order, so that neighbouring updates share the
+    /// cache lines of their path. Returns the keys of the records that changed, in tree
+    /// order.
     pub fn apply_batch(&mut self, batch: Vec<Change>) -> Vec<RecordKey> {
-        let mut touched = 0usize;
-        for change in &batch {
-            if let Some(record) = self.records.get(change.key.as_str()) {
-                touched ^= record.state.fields.touch();
-            }
-        }
-        std::hint::black_box(touched);
+        // While merging a window of changes, the records of the next window are
+        // prefetched, so their cache misses overlap with useful work.
+        const WINDOW: usize = 32;
         let mut updates: Vec<(KeyHash, RecordKey)> = Vec::with_capacity(batch.len());
-        for change in batch {
+        let mut changes = batch.into_iter();
+        prefetch_records(&self.records, changes.as_slice().get(..WINDOW).unwrap_or(changes.as_slice()));
+        let mut index = 0;
+        while let Some(change) = changes.next() {
+            if index % WINDOW == 0 {
+                let rest = changes.as_slice();
+                let start = (WINDOW - 1).min(rest.len());
+                prefetch_records(&self.records, &rest[start..(start + WINDOW).min(rest.len())]);
+            }
+            index += 1;
             if let Some((hash, _)) = self.merge(&change.key, change.state) {
                 updates.push((hash, change.key));
             }
@@ -96,7 +102,11 @@ impl Collection {
         // One merkle update per record, with its final version, in tree order.
         updates.sort_unstable_by_key(|(hash, _)| (hash.partition, hash.bucket, hash.check));
         updates.dedup_by_key(|(hash, _)| hash.id());
-        for (hash, key) in &updates {
+        const MERKLE_AHEAD: usize = 8;
+        for (index, (hash, key)) in updates.iter().enumerate() {
+            if let Some((ahead, _)) = updates.get(index + MERKLE_AHEAD) {
+                self.merkle.prefetch_leaf(*ahead);
+            }
             let version = self.records.get(key.as_str()).map(|record| record.version);
             self.merkle.set(*hash, key, version);
         }
@@ -174,6 +184,16 @@ impl Collection {
 impl RecordSource for Collection {
     fn record(&self, key: &RecordKey) -> Option<Change> {
         self.record_change(key)
+    }
+}
+
+/// Prefetches what merging `changes` will read of their records.
+fn prefetch_records(records: &HashMap<RecordKey, Box<StoredRecord>>, changes: &[Change]) {
+    for change in changes {
+        if let Some(record) = records.get(change.key.as_str()) {
+            crate::prefetch::value::<StoredRecord>(record);
+            record.state.fields.prefetch();
+        }
     }
 }
 
