@@ -1,6 +1,7 @@
 //! One collection held in memory: record states plus their merkle index, kept in step.
 
 use foldhash::{HashMap, HashMapExt};
+use smallvec::SmallVec;
 
 use crate::change::Change;
 use crate::crdt::{Pruned, RecordState, VersionHash, Versioner};
@@ -187,13 +188,20 @@ impl RecordSource for Collection {
     }
 }
 
-/// Prefetches what merging `changes` will read of their records.
+/// Prefetches what merging `changes` will read of their records: first every record box
+/// (one table lookup each, independent of each other, so the misses overlap), then,
+/// once those have had time to arrive, the field arrays they point to.
 fn prefetch_records(records: &HashMap<RecordKey, Box<StoredRecord>>, changes: &[Change]) {
-    for change in changes {
-        if let Some(record) = records.get(change.key.as_str()) {
+    let found: SmallVec<[&StoredRecord; 64]> = changes
+        .iter()
+        .filter_map(|change| records.get(change.key.as_str()))
+        .map(|record| {
             crate::prefetch::value::<StoredRecord>(record);
-            record.state.fields.prefetch();
-        }
+            &**record
+        })
+        .collect();
+    for record in found {
+        record.state.fields.prefetch();
     }
 }
 
