@@ -287,3 +287,43 @@ fn reconciliation_over_protocol_frames_converges_both_sides() {
     assert_eq!(server.collection.document("k9"), Some(doc("phone-side")));
     assert!(server.collection.document("deep").is_some());
 }
+
+#[test]
+fn changes_for_another_collection_are_refused() {
+    let mut phone = Replica::new(NodeId(1), ManualClock::new(T0));
+    let mut server = TestServer::new();
+    phone.subscribe(&todos());
+    connect(&mut phone, &mut server);
+    let mut other = Replica::new(NodeId(2), ManualClock::new(T0));
+    let secrets = CollectionName::new("secrets").unwrap();
+    other.put(&secrets, &RecordKey::new("s").unwrap(), doc("x")).unwrap();
+    let stray: Vec<Change> = other.outbox().unacknowledged().cloned().collect();
+    let error = phone
+        .handle(ServerMessage::Changes {
+            subscription_id: SubscriptionId(1),
+            changes: stray,
+            cursor: Cursor::new(LogId(7)),
+            caught_up: false,
+        })
+        .unwrap_err();
+    assert!(error.to_string().contains("secrets"), "{error}");
+    assert_eq!(phone.get(&secrets, "s"), None);
+}
+
+#[test]
+fn reconciliation_records_are_drift_checked_before_any_is_merged() {
+    let mut phone = Replica::new(NodeId(1), ManualClock::new(T0));
+    let mut liar = Replica::new(NodeId(2), ManualClock::new(T0 + 600_000)); // 10 minutes ahead
+    liar.put(&todos(), &RecordKey::new("a").unwrap(), doc("future")).unwrap();
+    let start = match liar.start_reconcile(&todos()) {
+        ClientMessage::Reconcile { step, .. } => step,
+        other => panic!("unexpected {other:?}"),
+    };
+    // The phone answers with a leaf list; the liar replies with its record.
+    let reply = phone.reconcile_step(&todos(), start).unwrap().unwrap();
+    let records = liar.reconcile_step(&todos(), reply).unwrap().unwrap();
+    assert_eq!(records.records.len(), 1);
+    let error = phone.reconcile_step(&todos(), records).unwrap_err();
+    assert!(error.to_string().contains("ahead"), "{error}");
+    assert_eq!(phone.get(&todos(), "a"), None);
+}

@@ -106,6 +106,9 @@ pub enum ReconcileError {
         /// Digests received.
         got: usize,
     },
+    /// A record whose timestamp is too far ahead of this replica's clock.
+    #[error("record refused: {0}")]
+    ClockDrift(crate::hlc::ClockDriftError),
     /// A leaf item outside the node it was listed under.
     #[error("leaf list of {path:?} holds a key from another node")]
     ForeignLeafItem {

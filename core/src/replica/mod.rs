@@ -94,6 +94,14 @@ pub enum ProtocolError {
     /// Changes for a subscription this replica does not have.
     #[error("changes for unknown subscription {0:?}")]
     UnknownSubscription(SubscriptionId),
+    /// Changes for another collection than the subscription's.
+    #[error("subscription to {subscription} received a change to {collection}")]
+    ForeignChange {
+        /// The subscription's collection.
+        subscription: CollectionName,
+        /// The collection of the stray change.
+        collection: CollectionName,
+    },
     /// A reconciliation step that cannot be answered.
     #[error("reconciliation of {collection}: {source}")]
     Reconcile {
@@ -457,8 +465,11 @@ impl<C: ClockSource> Replica<C> {
         step: ReconcileStep,
     ) -> Result<Option<ReconcileStep>, ReconcileError> {
         let asks_nothing = step.asks_nothing();
-        let ReconcileStep { records, .. } = &step;
-        for record in records {
+        // Records from a peer are checked like any remote change, all before any merges.
+        for record in &step.records {
+            self.clock.check_drift(record.hlc).map_err(ReconcileError::ClockDrift)?;
+        }
+        for record in &step.records {
             self.clock.advance_to(record.hlc);
             self.collection_mut(collection).apply(record.key.clone(), record.state.clone());
         }
@@ -498,6 +509,12 @@ impl<C: ClockSource> Replica<C> {
                     .get(&subscription_id)
                     .cloned()
                     .ok_or(ProtocolError::UnknownSubscription(subscription_id))?;
+                if let Some(stray) = changes.iter().find(|c| c.collection != collection) {
+                    return Err(ProtocolError::ForeignChange {
+                        subscription: collection,
+                        collection: stray.collection.clone(),
+                    });
+                }
                 // The server checked drift when it accepted the writes.
                 if let Some(latest) = changes.iter().map(|c| c.hlc).max() {
                     self.clock.advance_to(latest);
