@@ -1,0 +1,264 @@
+//! Reading the log back: replay, torn-tail truncation, corruption detection, repair.
+//!
+//! Rules (docs/storage.md, "Recovery"):
+//!
+//! - Segments before the last were synced in full before the next was created, so any
+//!   damage in them is corruption: an error naming segment and offset.
+//! - In the last segment, bytes after the last sync may be torn. A damaged record is a
+//!   torn tail when nothing valid follows it: its header or payload runs past the end,
+//!   the rest is zeros (a preallocated or zero-filled tail), or the record after it is
+//!   not valid either. The tail is truncated and reported (segment, offset, bytes).
+//! - A damaged record followed by a valid one is corruption, not a torn write: an error.
+//!   [`repair`] then keeps every valid record before it and moves the rest aside.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use super::WalError;
+use super::record::{self, Parsed};
+use super::segment::{self, WalPosition};
+
+/// Damage found at the end of the log and truncated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// Where the valid log ends (the file was truncated here).
+    pub at: WalPosition,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// What was found there.
+    pub kind: TailKind,
+}
+
+/// What a torn tail looked like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailKind {
+    /// A header or payload cut short by the end of the file.
+    Incomplete,
+    /// Zero bytes (never written, or preallocated).
+    Zeros,
+    /// A record whose checksum fails, with nothing valid after it.
+    Checksum,
+    /// A length field that cannot be right (zero or too large), nothing valid after it.
+    BadLength,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Where the next record goes.
+    pub end: WalPosition,
+    /// Records visited (those after the requested start).
+    pub records: u64,
+    /// Payload bytes visited.
+    pub payload_bytes: u64,
+    /// Damage truncated at the end, if any.
+    pub torn_tail: Option<TornTail>,
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WalError + 'a {
+    move |source| WalError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// Where scanning one segment stopped.
+enum SegmentEnd {
+    /// The segment ended cleanly at this offset.
+    Clean(u64),
+    /// Damage at `offset` that counts as a torn tail if this is the last segment.
+    Tail { offset: u64, kind: TailKind },
+    /// Damage at `offset` with a valid record after it.
+    Corrupt { offset: u64, reason: String },
+}
+
+fn scan_segment(bytes: &[u8], mut visit: impl FnMut(u64, &[u8])) -> SegmentEnd {
+    let mut offset = segment::HEADER_BYTES;
+    loop {
+        let (kind, next) = match record::parse(bytes, offset) {
+            Parsed::Record { payload, next } => {
+                visit(offset as u64, payload);
+                offset = next;
+                continue;
+            }
+            Parsed::End => return SegmentEnd::Clean(offset as u64),
+            Parsed::ZeroTail => return SegmentEnd::Tail { offset: offset as u64, kind: TailKind::Zeros },
+            Parsed::Incomplete => return SegmentEnd::Tail { offset: offset as u64, kind: TailKind::Incomplete },
+            Parsed::ZeroLength | Parsed::TooLong { .. } => (TailKind::BadLength, None),
+            Parsed::ChecksumMismatch { next } => (TailKind::Checksum, Some(next)),
+        };
+        // A damaged record: corruption if a valid record follows it, else a torn tail.
+        if let Some(next) = next
+            && matches!(record::parse(bytes, next), Parsed::Record { .. })
+        {
+            return SegmentEnd::Corrupt {
+                offset: offset as u64,
+                reason: "record checksum mismatch, followed by valid records".to_owned(),
+            };
+        }
+        return SegmentEnd::Tail { offset: offset as u64, kind };
+    }
+}
+
+fn read_segment(dir: &Path, number: u64) -> Result<(PathBuf, Vec<u8>), WalError> {
+    let path = segment::path(dir, number);
+    let bytes = fs::read(&path).map_err(io("read", &path))?;
+    segment::check_header(&bytes, number, &path)?;
+    Ok((path, bytes))
+}
+
+/// Replays the log in `dir`: calls `visit` for every record after `after` (all records
+/// when `None`), truncates a torn tail, and returns where the next record goes. An
+/// empty directory gets its first segment.
+pub fn recover(
+    dir: &Path,
+    after: Option<WalPosition>,
+    mut visit: impl FnMut(WalPosition, &[u8]),
+) -> Result<Recovery, WalError> {
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let numbers = segment::list(dir)?;
+    let Some(&last) = numbers.last() else {
+        create_segment(dir, 1)?;
+        return Ok(Recovery {
+            end: WalPosition { segment: 1, offset: segment::HEADER_BYTES as u64 },
+            records: 0,
+            payload_bytes: 0,
+            torn_tail: None,
+        });
+    };
+    let mut recovery = Recovery { end: WalPosition::default(), records: 0, payload_bytes: 0, torn_tail: None };
+    for &number in &numbers {
+        if after.is_some_and(|a| number < a.segment) {
+            continue;
+        }
+        let (path, bytes) = read_segment(dir, number)?;
+        let end = scan_segment(&bytes, |offset, payload| {
+            let at = WalPosition { segment: number, offset };
+            if after.is_none_or(|a| at > a) {
+                recovery.records += 1;
+                recovery.payload_bytes += payload.len() as u64;
+                visit(at, payload);
+            }
+        });
+        match end {
+            SegmentEnd::Clean(offset) => recovery.end = WalPosition { segment: number, offset },
+            SegmentEnd::Tail { offset, kind } if number == last => {
+                let file = OpenOptions::new().write(true).open(&path).map_err(io("open", &path))?;
+                file.set_len(offset).map_err(io("truncate", &path))?;
+                file.sync_all().map_err(io("sync", &path))?;
+                let at = WalPosition { segment: number, offset };
+                recovery.torn_tail = Some(TornTail { at, bytes: bytes.len() as u64 - offset, kind });
+                recovery.end = at;
+            }
+            SegmentEnd::Tail { offset, kind } => {
+                return Err(WalError::Corrupt {
+                    at: WalPosition { segment: number, offset },
+                    reason: format!("{kind:?} damage in segment {number}, which is not the last"),
+                });
+            }
+            SegmentEnd::Corrupt { offset, reason } => {
+                return Err(WalError::Corrupt { at: WalPosition { segment: number, offset }, reason });
+            }
+        }
+    }
+    if recovery.end.segment == 0 {
+        // Every segment lies before `after`: the log ends where the last one does.
+        let (_, bytes) = read_segment(dir, last)?;
+        let end = match scan_segment(&bytes, |_, _| {}) {
+            SegmentEnd::Clean(offset) => offset,
+            SegmentEnd::Tail { offset, .. } | SegmentEnd::Corrupt { offset, .. } => offset,
+        };
+        recovery.end = WalPosition { segment: last, offset: end };
+    }
+    Ok(recovery)
+}
+
+/// Creates segment `number` with its header, synced, and syncs the directory entry.
+pub(crate) fn create_segment(dir: &Path, number: u64) -> Result<File, WalError> {
+    use std::io::Write;
+    let path = segment::path(dir, number);
+    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io("create", &path))?;
+    file.write_all(&segment::header(number)).map_err(io("write", &path))?;
+    file.sync_all().map_err(io("sync", &path))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync directory", dir))
+}
+
+/// What [`repair`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Where the valid log now ends (`None`: nothing needed repair).
+    pub truncated_at: Option<WalPosition>,
+    /// Files written or moved into the `damaged/` directory.
+    pub moved_aside: Vec<PathBuf>,
+}
+
+/// Makes a log with mid-log damage usable again: keeps every valid record before the
+/// first damage (or the first missing segment) and moves everything after it into
+/// `dir/damaged/`, where nothing is ever deleted.
+pub fn repair(dir: &Path) -> Result<RepairReport, WalError> {
+    let damaged = dir.join("damaged");
+    let mut report = RepairReport::default();
+    let mut numbers = Vec::new();
+    let entries = fs::read_dir(dir).map_err(io("list", dir))?;
+    for entry in entries {
+        let name = entry.map_err(io("list", dir))?.file_name();
+        if let Some(number) = name.to_str().and_then(|n| n.strip_suffix(".wal")).and_then(|n| n.parse::<u64>().ok()) {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    let mut move_rest_from: Option<usize> = None;
+    let mut last_end: Option<WalPosition> = None;
+    for (index, &number) in numbers.iter().enumerate() {
+        if index > 0 && number != numbers[index - 1] + 1 {
+            report.truncated_at = last_end;
+            move_rest_from = Some(index);
+            break;
+        }
+        let (path, bytes) = match read_segment(dir, number) {
+            Ok(found) => found,
+            Err(WalError::Io { .. }) | Err(WalError::BadHeader { .. }) if index > 0 => {
+                report.truncated_at = last_end;
+                move_rest_from = Some(index);
+                break;
+            }
+            Err(error) => return Err(error),
+        };
+        let cut = match scan_segment(&bytes, |_, _| {}) {
+            SegmentEnd::Clean(offset) => {
+                last_end = Some(WalPosition { segment: number, offset });
+                None
+            }
+            // A torn tail is not mid-log damage: recovery truncates it.
+            SegmentEnd::Tail { .. } if index + 1 == numbers.len() => None,
+            SegmentEnd::Tail { offset, .. } | SegmentEnd::Corrupt { offset, .. } => Some(offset),
+        };
+        if let Some(offset) = cut {
+            fs::create_dir_all(&damaged).map_err(io("create", &damaged))?;
+            let aside = damaged.join(format!("{}.from-{offset}", segment::file_name(number)));
+            fs::write(&aside, &bytes[offset as usize..]).map_err(io("write", &aside))?;
+            File::open(&aside).and_then(|f| f.sync_all()).map_err(io("sync", &aside))?;
+            report.moved_aside.push(aside);
+            let file = OpenOptions::new().write(true).open(&path).map_err(io("open", &path))?;
+            file.set_len(offset).map_err(io("truncate", &path))?;
+            file.sync_all().map_err(io("sync", &path))?;
+            report.truncated_at = Some(WalPosition { segment: number, offset });
+            move_rest_from = Some(index + 1);
+            break;
+        }
+    }
+    if let Some(from) = move_rest_from {
+        fs::create_dir_all(&damaged).map_err(io("create", &damaged))?;
+        for &number in &numbers[from..] {
+            let source = segment::path(dir, number);
+            let target = damaged.join(segment::file_name(number));
+            fs::rename(&source, &target).map_err(io("move aside", &source))?;
+            report.moved_aside.push(target);
+        }
+        sync_dir(&damaged)?;
+        sync_dir(dir)?;
+    }
+    Ok(report)
+}
