@@ -25,7 +25,9 @@ fn write(dir: &Path, config: WalConfig, range: std::ops::Range<usize>) -> Vec<Wa
 }
 
 /// Reopens and returns every record.
-fn read_all(dir: &Path) -> Result<(Vec<(WalPosition, Vec<u8>)>, weft_storage::wal::Recovery), WalError> {
+type Records = Vec<(WalPosition, Vec<u8>)>;
+
+fn read_all(dir: &Path) -> Result<(Records, weft_storage::wal::Recovery), WalError> {
     let mut records = Vec::new();
     let (wal, recovery) = Wal::open(dir, WalConfig::default(), None, |at, bytes| records.push((at, bytes.to_vec())))?;
     wal.close()?;
