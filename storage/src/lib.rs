@@ -10,4 +10,6 @@
 //! The record store (SQLite and in-memory), checkpoints and the storage engine API are
 //! the next parts of this crate (see docs/storage.md).
 
+pub mod engine;
+pub mod store;
 pub mod wal;

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::counter::CounterState;
 use super::field_map::FieldMap;
-use super::version::{Component, Versioner};
+use super::version::{Component, VersionHash, Versioner};
 use crate::hlc::Hlc;
+use crate::key::KeyHash;
 use crate::value::{Document, Value};
 
 /// A field's last-writer-wins register.
@@ -169,6 +170,22 @@ impl RecordState {
             max = max.max(member.adds.last().copied()).max(member.removes.last().copied());
         }
         max
+    }
+
+    /// Joins `delta` into this state of the record with key hash `key`, whose current
+    /// version hash is `version`. Returns the new version if anything changed. This is
+    /// the merge for callers that keep states themselves (the server's store); cost is
+    /// proportional to what `delta` holds.
+    pub fn join(&mut self, key: KeyHash, version: VersionHash, delta: RecordState) -> Option<VersionHash> {
+        let mut versioner = Versioner::new(key, version);
+        self.merge(delta, &mut versioner).then(|| versioner.version())
+    }
+
+    /// The version hash of this state for key hash `key`, computed from scratch.
+    pub fn version(&self, key: KeyHash) -> VersionHash {
+        let mut versioner = Versioner::new(key, VersionHash::default());
+        self.add_hashes(&mut versioner);
+        versioner.version()
     }
 
     /// Joins `other` into `self`, keeping the version hash current. Returns whether the

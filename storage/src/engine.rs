@@ -1,0 +1,458 @@
+//! [`Engine`]: the storage engine the server uses — apply a batch of changes (returns
+//! once durable, with the sequence numbers assigned), read a record, scan a collection,
+//! list changes since a sequence number, reconcile by merkle.
+//!
+//! Write path: under one lock, the batch is appended to the WAL (which fixes its place in
+//! the log) and merged into the in-memory working set, where each changed record gets the
+//! next sequence number of its (collection, partition) and its merkle path is updated.
+//! The lock is released and the caller waits for the WAL sync that covers its record, so
+//! concurrent writers share syncs (group commit). Because merging happens in WAL order,
+//! replaying the WAL after a crash assigns the same sequence numbers.
+//!
+//! Changed records stay in a dirty map until a flush writes them to the record store in
+//! one transaction, together with the checkpoint: the position of the last WAL record
+//! they include. Recovery = open the store, rebuild the merkle index and sequence
+//! counters from it, replay the WAL after the checkpoint (merging is idempotent, so
+//! records the store already holds change nothing).
+//!
+//! Memory: dirty records are bounded by `flush_records`, clean ones by an LRU cache of
+//! `cache_records`; the store on disk is the source of truth. The merkle index (about 100
+//! bytes per key) is rebuilt at start-up from the versions stored beside each record.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use lru::LruCache;
+use weft_core::change::Change;
+use weft_core::codec::{DecodeError, DecodeLimits, Reader, Writer};
+use weft_core::crdt::{RecordState, VersionHash};
+use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
+use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
+
+use crate::store::{RecordStore, StoreError, StoredRecord, WriteBatch};
+use crate::wal::{Receipt, Recovery, Wal, WalConfig, WalError, WalPosition};
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// WAL settings.
+    pub wal: WalConfig,
+    /// Flush dirty records to the store once this many have accumulated.
+    pub flush_records: usize,
+    /// Clean records kept in memory (least recently used are dropped first).
+    pub cache_records: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { wal: WalConfig::default(), flush_records: 20_000, cache_records: 100_000 }
+    }
+}
+
+/// Why the engine failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The record store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A WAL record whose checksum is fine but whose content does not decode: a bug, or a
+    /// log written by something else.
+    #[error("WAL record at {at} does not decode: {reason}")]
+    CorruptWalRecord {
+        /// Where the record is.
+        at: WalPosition,
+        /// The decode error.
+        reason: DecodeError,
+    },
+    /// A reconciliation step that cannot be answered.
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+}
+
+/// What opening found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The store's checkpoint (where replay started).
+    pub checkpoint: Option<WalPosition>,
+    /// Set when the stored checkpoint was unreadable: the whole WAL was replayed instead.
+    pub checkpoint_corrupt: Option<String>,
+    /// Records known to the store before replay.
+    pub stored_records: u64,
+    /// What WAL recovery found (records replayed, torn tail truncated).
+    pub wal: Recovery,
+}
+
+/// A change that altered its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedChange {
+    /// Index of the change in the batch.
+    pub index: usize,
+    /// Its partition.
+    pub partition: PartitionId,
+    /// The sequence number its record now has.
+    pub seq: u64,
+}
+
+#[derive(Debug)]
+struct CollectionMeta {
+    merkle: MerkleIndex,
+    seqs: Vec<u64>,
+}
+
+impl CollectionMeta {
+    fn new() -> CollectionMeta {
+        CollectionMeta { merkle: MerkleIndex::new(), seqs: vec![0; PARTITION_COUNT as usize] }
+    }
+}
+
+type RecordId = (CollectionName, RecordKey);
+
+struct Inner {
+    store: Box<dyn RecordStore>,
+    collections: HashMap<CollectionName, CollectionMeta>,
+    dirty: HashMap<RecordId, StoredRecord>,
+    cache: LruCache<RecordId, StoredRecord>,
+    /// Position of the last WAL record merged.
+    applied: Option<WalPosition>,
+    last_receipt: Option<Receipt>,
+}
+
+/// The storage engine of one node.
+pub struct Engine {
+    wal: Wal,
+    config: EngineConfig,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("wal", &self.wal).finish_non_exhaustive()
+    }
+}
+
+fn storage_limits() -> DecodeLimits {
+    DecodeLimits {
+        frame_bytes_max: usize::MAX,
+        batch_len_max: u32::MAX as usize,
+        string_bytes_max: usize::MAX,
+        ..DecodeLimits::default()
+    }
+}
+
+fn encode_batch(changes: &[Change]) -> Vec<u8> {
+    let mut writer = Writer::new();
+    writer.array_len(changes.len());
+    for change in changes {
+        change.encode(&mut writer);
+    }
+    writer.into_bytes()
+}
+
+fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
+    let limits = storage_limits();
+    let mut reader = Reader::new(bytes, &limits)?;
+    let len = reader.array("WAL batch")?;
+    let mut changes = Vec::with_capacity(len);
+    for _ in 0..len {
+        changes.push(Change::decode(&mut reader)?);
+    }
+    reader.leave();
+    reader.finish()?;
+    Ok(changes)
+}
+
+impl Inner {
+    /// Takes a record out of the working set; the flag says whether it was dirty (not
+    /// yet in the store), so an unchanged record can go back where it was.
+    fn take_record(&mut self, id: &RecordId) -> Result<Option<(StoredRecord, bool)>, StoreError> {
+        if let Some(record) = self.dirty.remove(id) {
+            return Ok(Some((record, true)));
+        }
+        if let Some(record) = self.cache.pop(id) {
+            return Ok(Some((record, false)));
+        }
+        Ok(self.store.read(&id.0, &id.1)?.map(|record| (record, false)))
+    }
+
+    fn peek_record(&mut self, id: &RecordId) -> Result<Option<StoredRecord>, StoreError> {
+        if let Some(record) = self.dirty.get(id) {
+            return Ok(Some(record.clone()));
+        }
+        if let Some(record) = self.cache.get(id) {
+            return Ok(Some(record.clone()));
+        }
+        let record = self.store.read(&id.0, &id.1)?;
+        if let Some(record) = &record {
+            self.cache.put(id.clone(), record.clone());
+        }
+        Ok(record)
+    }
+
+    /// Merges one change; returns the partition and new sequence number if it changed the
+    /// record.
+    fn merge(&mut self, change: Change) -> Result<Option<(PartitionId, u64)>, StoreError> {
+        let id = (change.collection, change.key);
+        let current = self.take_record(&id)?;
+        let hash = id.1.hash();
+        let (mut state, version, seq, was_dirty) = match current {
+            Some((record, was_dirty)) => (record.state, record.version, record.seq, was_dirty),
+            None => (RecordState::default(), VersionHash::default(), 0, false),
+        };
+        let meta = self.collections.entry(id.0.clone()).or_insert_with(CollectionMeta::new);
+        let outcome = match state.join(hash, version, change.state) {
+            Some(new_version) => {
+                let slot = &mut meta.seqs[hash.partition.index()];
+                *slot += 1;
+                meta.merkle.set(hash, &id.1, Some(new_version));
+                let record = StoredRecord { seq: *slot, version: new_version, state };
+                let seq = record.seq;
+                self.dirty.insert(id, record);
+                Some((hash.partition, seq))
+            }
+            None => {
+                // Unchanged: back where it came from.
+                let record = StoredRecord { seq, version, state };
+                if was_dirty {
+                    self.dirty.insert(id, record);
+                } else if seq > 0 {
+                    self.cache.put(id, record);
+                }
+                None
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Writes every dirty record and the checkpoint to the store.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let batch = WriteBatch {
+            records: self.dirty.drain().map(|((collection, key), record)| (collection, key, record)).collect(),
+            checkpoint: self.applied,
+        };
+        self.store.commit(&batch)?;
+        for (collection, key, record) in batch.records {
+            self.cache.put((collection, key), record);
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Opens the engine on the WAL directory `wal_dir` and `store`: rebuilds the merkle
+    /// index from the store, replays the WAL after the store's checkpoint, and writes the
+    /// replayed records back to the store.
+    pub fn open(
+        wal_dir: &Path,
+        store: Box<dyn RecordStore>,
+        config: EngineConfig,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let cache_capacity = NonZeroUsize::new(config.cache_records.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let mut inner = Inner {
+            store,
+            collections: HashMap::new(),
+            dirty: HashMap::new(),
+            cache: LruCache::new(cache_capacity),
+            applied: None,
+            last_receipt: None,
+        };
+        let (checkpoint, checkpoint_corrupt) = match inner.store.checkpoint() {
+            Ok(checkpoint) => (checkpoint, None),
+            Err(StoreError::CorruptCheckpoint(reason)) => (None, Some(reason)),
+            Err(error) => return Err(error.into()),
+        };
+        let mut stored_records = 0;
+        {
+            let collections = &mut inner.collections;
+            inner.store.for_each_version(&mut |collection, key, version, seq| {
+                let meta = collections.entry(collection.clone()).or_insert_with(CollectionMeta::new);
+                let hash = key.hash();
+                meta.merkle.set(hash, key, Some(version));
+                let slot = &mut meta.seqs[hash.partition.index()];
+                *slot = (*slot).max(seq);
+                stored_records += 1;
+            })?;
+        }
+        let mut failure: Option<EngineError> = None;
+        let flush_records = config.flush_records.max(1);
+        let (wal, recovery) = Wal::open(wal_dir, config.wal.clone(), checkpoint, |at, payload| {
+            if failure.is_some() {
+                return;
+            }
+            let changes = match decode_batch(payload) {
+                Ok(changes) => changes,
+                Err(reason) => {
+                    failure = Some(EngineError::CorruptWalRecord { at, reason });
+                    return;
+                }
+            };
+            for change in changes {
+                if let Err(error) = inner.merge(change) {
+                    failure = Some(error.into());
+                    return;
+                }
+            }
+            inner.applied = Some(at);
+            if inner.dirty.len() >= flush_records
+                && let Err(error) = inner.flush()
+            {
+                failure = Some(error.into());
+            }
+        })?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        if inner.applied.is_none() {
+            inner.applied = checkpoint;
+        }
+        inner.flush()?;
+        let report = OpenReport { checkpoint, checkpoint_corrupt, stored_records, wal: recovery };
+        Ok((Engine { wal, config, inner: Mutex::new(inner) }, report))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The guarded state stays consistent across a panic in a reader; keep serving.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies a batch of changes; returns once they are durable in the WAL, with the
+    /// sequence numbers of the records they changed. Changes must already be validated
+    /// (drift, authorization) by the caller.
+    pub fn apply(&self, changes: Vec<Change>) -> Result<Vec<AppliedChange>, EngineError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let payload = encode_batch(&changes);
+        let (receipt, applied, flush) = {
+            let mut inner = self.lock();
+            let receipt = self.wal.append(&payload)?;
+            let mut applied = Vec::new();
+            for (index, change) in changes.into_iter().enumerate() {
+                if let Some((partition, seq)) = inner.merge(change)? {
+                    applied.push(AppliedChange { index, partition, seq });
+                }
+            }
+            inner.applied = Some(receipt.position);
+            inner.last_receipt = Some(receipt);
+            (receipt, applied, inner.dirty.len() >= self.config.flush_records)
+        };
+        self.wal.wait_durable(receipt)?;
+        if flush {
+            self.flush()?;
+        }
+        Ok(applied)
+    }
+
+    /// Writes every dirty record to the store (with the checkpoint) once the WAL records
+    /// they come from are durable.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        let mut inner = self.lock();
+        if let Some(receipt) = inner.last_receipt {
+            // Never checkpoint past what the WAL holds durably.
+            self.wal.wait_durable(receipt)?;
+        }
+        inner.flush()?;
+        Ok(())
+    }
+
+    /// Flushes, makes the store durable, and removes the WAL segments wholly before the
+    /// checkpoint (handing each to `archive` first, when given). Returns the checkpoint.
+    pub fn checkpoint(&self, archive: Option<crate::wal::Archiver<'_>>) -> Result<Option<WalPosition>, EngineError> {
+        self.flush()?;
+        let checkpoint = {
+            let mut inner = self.lock();
+            inner.store.sync()?;
+            inner.applied
+        };
+        if let Some(position) = checkpoint {
+            self.wal.remove_segments_before(position, archive)?;
+        }
+        Ok(checkpoint)
+    }
+
+    /// A record's state.
+    pub fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<RecordState>, EngineError> {
+        let mut inner = self.lock();
+        Ok(inner.peek_record(&(collection.clone(), key.clone()))?.map(|r| r.state))
+    }
+
+    /// A record with its sequence number and version.
+    pub fn read_stored(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+    ) -> Result<Option<StoredRecord>, EngineError> {
+        let mut inner = self.lock();
+        Ok(inner.peek_record(&(collection.clone(), key.clone()))?)
+    }
+
+    /// Up to `limit` records of a collection in key order after `after`.
+    pub fn scan(
+        &self,
+        collection: &CollectionName,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
+        self.flush()?;
+        Ok(self.lock().store.scan(collection, after, limit)?)
+    }
+
+    /// Up to `limit` keys changed in a (collection, partition) after sequence `after_seq`.
+    pub fn changes_since(
+        &self,
+        collection: &CollectionName,
+        partition: PartitionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RecordKey)>, EngineError> {
+        self.flush()?;
+        Ok(self.lock().store.changes_since(collection, partition, after_seq, limit)?)
+    }
+
+    /// The merkle root of a collection (0 when empty or unknown).
+    pub fn merkle_root(&self, collection: &CollectionName) -> u128 {
+        self.lock().collections.get(collection).map_or(0, |meta| meta.merkle.root())
+    }
+
+    /// Answers a merkle reconciliation step for `collection` (after merging its records
+    /// with [`Engine::apply`], which the caller does first).
+    pub fn reconcile(&self, collection: &CollectionName, step: &ReconcileStep) -> Result<ReconcileStep, EngineError> {
+        let inner = self.lock();
+        let empty = MerkleIndex::new();
+        let merkle = inner.collections.get(collection).map_or(&empty, |meta| &meta.merkle);
+        let source = InnerSource { inner: &inner, collection };
+        Ok(respond(merkle, step, &source)?)
+    }
+
+    /// Flushes and closes the WAL.
+    pub fn close(self) -> Result<(), EngineError> {
+        self.flush()?;
+        self.wal.close()?;
+        Ok(())
+    }
+}
+
+struct InnerSource<'a> {
+    inner: &'a Inner,
+    collection: &'a CollectionName,
+}
+
+impl RecordSource for InnerSource<'_> {
+    fn record(&self, key: &RecordKey) -> Option<Change> {
+        let id = (self.collection.clone(), key.clone());
+        let state = match self.inner.dirty.get(&id).or_else(|| self.inner.cache.peek(&id)) {
+            Some(record) => record.state.clone(),
+            None => self.inner.store.read(self.collection, key).ok().flatten()?.state,
+        };
+        let hlc = state.max_hlc()?;
+        Some(Change { collection: self.collection.clone(), key: key.clone(), hlc, state })
+    }
+}

@@ -1,0 +1,96 @@
+//! [`MemoryStore`]: the record store in ordered maps, for tests and ephemeral nodes.
+//! Same contract as the SQLite store, nothing survives the process.
+
+use std::collections::BTreeMap;
+
+use weft_core::crdt::VersionHash;
+use weft_core::key::{CollectionName, PartitionId, RecordKey};
+
+use super::{RecordStore, StoreError, StoredRecord, WriteBatch};
+use crate::wal::WalPosition;
+
+/// An in-memory record store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: BTreeMap<(CollectionName, RecordKey), StoredRecord>,
+    by_seq: BTreeMap<(CollectionName, PartitionId, u64), RecordKey>,
+    checkpoint: Option<WalPosition>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+impl RecordStore for MemoryStore {
+    fn checkpoint(&self) -> Result<Option<WalPosition>, StoreError> {
+        Ok(self.checkpoint)
+    }
+
+    fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self.records.get(&(collection.clone(), key.clone())).cloned())
+    }
+
+    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
+        for (collection, key, record) in &batch.records {
+            let partition = key.hash().partition;
+            let previous = self.records.insert((collection.clone(), key.clone()), record.clone());
+            if let Some(previous) = previous {
+                self.by_seq.remove(&(collection.clone(), partition, previous.seq));
+            }
+            self.by_seq.insert((collection.clone(), partition, record.seq), key.clone());
+        }
+        if batch.checkpoint.is_some() {
+            self.checkpoint = batch.checkpoint;
+        }
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        collection: &CollectionName,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
+        let start = match after {
+            Some(key) => std::ops::Bound::Excluded((collection.clone(), key.clone())),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(self
+            .records
+            .range((start, std::ops::Bound::Unbounded))
+            .skip_while(|((c, _), _)| c < collection)
+            .take_while(|((c, _), _)| c == collection)
+            .take(limit)
+            .map(|((_, k), r)| (k.clone(), r.clone()))
+            .collect())
+    }
+
+    fn changes_since(
+        &self,
+        collection: &CollectionName,
+        partition: PartitionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+        let from = (collection.clone(), partition, after_seq.saturating_add(1));
+        let to = (collection.clone(), partition, u64::MAX);
+        Ok(self.by_seq.range(from..=to).take(limit).map(|((_, _, seq), key)| (*seq, key.clone())).collect())
+    }
+
+    fn for_each_version(
+        &self,
+        visit: &mut dyn FnMut(&CollectionName, &RecordKey, VersionHash, u64),
+    ) -> Result<(), StoreError> {
+        for ((collection, key), record) in &self.records {
+            visit(collection, key, record.version, record.seq);
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! The storage engine on real files and a real SQLite database: apply, read, scan,
+//! changes since a sequence number, replay after an unclean stop (same sequence numbers,
+//! same merkle root), a cache smaller than the data set, a corrupt checkpoint row,
+//! checkpoints removing WAL segments, and merkle reconciliation with a client replica.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on bad setup")]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use weft_core::change::Change;
+use weft_core::crdt::ops;
+use weft_core::hlc::{Hlc, ManualClock, NodeId};
+use weft_core::key::{CollectionName, PartitionId, RecordKey};
+use weft_core::merkle::{MerkleIndex, ReconcileStep};
+use weft_core::replica::Replica;
+use weft_core::value::{Document, Value};
+use weft_storage::engine::{Engine, EngineConfig};
+use weft_storage::store::{MemoryStore, RecordStore, SqliteStore};
+use weft_storage::wal::WalConfig;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn todos() -> CollectionName {
+    CollectionName::new("todos").unwrap()
+}
+
+fn put(key: &str, n: i64, ms: u64) -> Change {
+    let hlc = Hlc::new(T0 + ms, 0, NodeId(1));
+    let document = Document::from([("n".to_string(), Value::Int(n))]);
+    Change { collection: todos(), key: RecordKey::new(key).unwrap(), hlc, state: ops::put(None, document, hlc) }
+}
+
+fn sqlite(dir: &Path) -> Box<dyn RecordStore> {
+    Box::new(SqliteStore::open(&dir.join("store.sqlite")).unwrap())
+}
+
+fn open(dir: &Path, config: EngineConfig) -> (Engine, weft_storage::engine::OpenReport) {
+    Engine::open(&dir.join("wal"), sqlite(dir), config).unwrap()
+}
+
+fn value_of(engine: &Engine, key: &str) -> Option<Value> {
+    engine.read(&todos(), &RecordKey::new(key).unwrap()).unwrap().and_then(|s| s.field("n"))
+}
+
+/// The merkle root recomputed from what the store holds, record by record.
+fn root_from_store(dir: &Path) -> u128 {
+    let store = SqliteStore::open(&dir.join("store.sqlite")).unwrap();
+    let mut index = MerkleIndex::new();
+    let mut after: Option<RecordKey> = None;
+    loop {
+        let page = store.scan(&todos(), after.as_ref(), 500).unwrap();
+        let Some((last, _)) = page.last() else { break };
+        let last = last.clone();
+        for (key, record) in page {
+            let hash = key.hash();
+            assert_eq!(record.state.version(hash), record.version, "stored version of {key} is stale");
+            index.set(hash, &key, Some(record.version));
+        }
+        after = Some(last);
+    }
+    index.root()
+}
+
+#[test]
+fn apply_read_scan_and_changes_since_on_both_backends() {
+    for backend in ["memory", "sqlite"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Box<dyn RecordStore> = match backend {
+            "memory" => Box::new(MemoryStore::new()),
+            _ => sqlite(dir.path()),
+        };
+        let (engine, _) = Engine::open(&dir.path().join("wal"), store, EngineConfig::default()).unwrap();
+        let applied = engine.apply((0..50).map(|i| put(&format!("k{i:02}"), i, 1)).collect()).unwrap();
+        assert_eq!(applied.len(), 50);
+        // Re-applying the same changes changes nothing and assigns no sequence numbers.
+        assert!(engine.apply((0..50).map(|i| put(&format!("k{i:02}"), i, 1)).collect()).unwrap().is_empty());
+        assert_eq!(value_of(&engine, "k07"), Some(Value::Int(7)), "{backend}");
+
+        let page = engine.scan(&todos(), None, 10).unwrap();
+        assert_eq!(page.len(), 10);
+        let next = engine.scan(&todos(), Some(&page[9].0), 100).unwrap();
+        assert_eq!(next.len(), 40, "{backend}");
+        assert!(page.iter().chain(&next).map(|(k, _)| k.as_str()).is_sorted());
+
+        // Every key appears exactly once in the compacted logs, at its latest seq.
+        let update = put("k07", 700, 2);
+        let partition = update.key.hash().partition;
+        let applied = engine.apply(vec![update]).unwrap();
+        let mut seen = BTreeMap::new();
+        for p in 0..weft_core::key::PARTITION_COUNT {
+            for (seq, key) in engine.changes_since(&todos(), PartitionId::new(p).unwrap(), 0, 1000).unwrap() {
+                assert!(seen.insert(key.to_string(), (p, seq)).is_none(), "{key} listed twice");
+            }
+        }
+        assert_eq!(seen.len(), 50);
+        assert_eq!(seen["k07"], (partition.get(), applied[0].seq));
+        let since = engine.changes_since(&todos(), partition, applied[0].seq - 1, 10).unwrap();
+        assert_eq!(since, vec![(applied[0].seq, RecordKey::new("k07").unwrap())]);
+        engine.close().unwrap();
+    }
+}
+
+#[test]
+fn an_unclean_stop_loses_nothing_and_replay_gives_the_same_seqs_and_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig { flush_records: 40, ..EngineConfig::default() };
+    let (engine, _) = open(dir.path(), config.clone());
+    let mut seqs = BTreeMap::new();
+    for batch in 0..30 {
+        let changes: Vec<Change> =
+            (0..7).map(|i| put(&format!("k{}", (batch * 7 + i) % 90), batch, batch as u64)).collect();
+        let keys: Vec<String> = changes.iter().map(|c| c.key.to_string()).collect();
+        for applied in engine.apply(changes).unwrap() {
+            seqs.insert(keys[applied.index].clone(), applied.seq);
+        }
+    }
+    // A last batch after a flush: it lives only in the WAL when the engine stops.
+    engine.flush().unwrap();
+    for applied in engine.apply(vec![put("k5", 99, 99), put("late", 1, 99)]).unwrap() {
+        seqs.insert(["k5", "late"][applied.index].to_string(), applied.seq);
+    }
+    let root = engine.merkle_root(&todos());
+    drop(engine); // no close: the last records are only in the WAL
+
+    let (engine, report) = open(dir.path(), config);
+    assert!(report.wal.records > 0, "something had to be replayed: {report:?}");
+    assert_eq!(engine.merkle_root(&todos()), root);
+    for (key, seq) in &seqs {
+        let record = engine.read_stored(&todos(), &RecordKey::new(key.clone()).unwrap()).unwrap().unwrap();
+        assert_eq!(record.seq, *seq, "{key}: replay assigned another sequence number");
+    }
+    engine.close().unwrap();
+    assert_eq!(root_from_store(dir.path()), root);
+}
+
+#[test]
+fn a_cache_smaller_than_the_data_set_still_serves_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig { flush_records: 50, cache_records: 10, ..EngineConfig::default() };
+    let (engine, _) = open(dir.path(), config.clone());
+    for batch in 0..40 {
+        engine.apply((0..50).map(|i| put(&format!("k{:04}", batch * 50 + i), batch * 50 + i, 1)).collect()).unwrap();
+    }
+    for i in (0..2000).step_by(7) {
+        assert_eq!(value_of(&engine, &format!("k{i:04}")), Some(Value::Int(i)));
+    }
+    // Updates of records that were evicted from the cache merge with the stored state.
+    let update = Change {
+        collection: todos(),
+        key: RecordKey::new("k0003").unwrap(),
+        hlc: Hlc::new(T0 + 5, 0, NodeId(2)),
+        state: ops::update(
+            None,
+            Document::from([("extra".to_string(), Value::Bool(true))]),
+            Hlc::new(T0 + 5, 0, NodeId(2)),
+        ),
+    };
+    engine.apply(vec![update]).unwrap();
+    let state = engine.read(&todos(), &RecordKey::new("k0003").unwrap()).unwrap().unwrap();
+    assert_eq!(state.field("n"), Some(Value::Int(3)));
+    assert_eq!(state.field("extra"), Some(Value::Bool(true)));
+    assert_eq!(engine.scan(&todos(), None, 10_000).unwrap().len(), 2000);
+    engine.close().unwrap();
+}
+
+#[test]
+fn a_corrupt_checkpoint_row_falls_back_to_replaying_the_whole_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig { flush_records: 10, ..EngineConfig::default() };
+    let (engine, _) = open(dir.path(), config.clone());
+    for i in 0..100 {
+        engine.apply(vec![put(&format!("k{i}"), i, 1)]).unwrap();
+    }
+    let root = engine.merkle_root(&todos());
+    engine.close().unwrap();
+    SqliteStore::open(&dir.path().join("store.sqlite")).unwrap().write_raw_checkpoint(b"garbage").unwrap();
+
+    let (engine, report) = open(dir.path(), config);
+    assert!(report.checkpoint_corrupt.as_deref().is_some_and(|r| r.contains("20")), "{report:?}");
+    assert_eq!(report.wal.records, 100, "the whole WAL is replayed");
+    assert_eq!(engine.merkle_root(&todos()), root);
+    assert!((0..100).all(|i| value_of(&engine, &format!("k{i}")) == Some(Value::Int(i))));
+    engine.close().unwrap();
+}
+
+#[test]
+fn checkpoints_remove_old_segments_and_recovery_starts_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        wal: WalConfig { segment_bytes: 4096, ..WalConfig::default() },
+        flush_records: 1_000_000,
+        ..EngineConfig::default()
+    };
+    let (engine, _) = open(dir.path(), config.clone());
+    for i in 0..300 {
+        engine.apply(vec![put(&format!("k{i}"), i, 1)]).unwrap();
+    }
+    let segments_before = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    let mut archived = 0;
+    let mut archive = |_: &Path| -> std::io::Result<()> {
+        archived += 1;
+        Ok(())
+    };
+    let checkpoint = engine.checkpoint(Some(&mut archive)).unwrap().unwrap();
+    let segments_after = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    assert!(segments_after < segments_before, "{segments_before} → {segments_after}");
+    assert_eq!(archived, segments_before - segments_after);
+    for i in 300..310 {
+        engine.apply(vec![put(&format!("k{i}"), i, 1)]).unwrap();
+    }
+    drop(engine);
+    let (engine, report) = open(dir.path(), config);
+    assert_eq!(report.checkpoint, Some(checkpoint));
+    assert_eq!(report.wal.records, 10);
+    assert!((0..310).all(|i| value_of(&engine, &format!("k{i}")) == Some(Value::Int(i))));
+    engine.close().unwrap();
+}
+
+#[test]
+fn merkle_reconciliation_between_a_replica_and_the_engine_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = open(dir.path(), EngineConfig::default());
+    engine.apply((0..200).map(|i| put(&format!("k{i}"), i, 1)).collect()).unwrap();
+    let mut phone = Replica::new(NodeId(9), ManualClock::new(T0 + 1_000));
+    let shared: Vec<Change> = (0..190).map(|i| put(&format!("k{i}"), i, 1)).collect();
+    phone.apply_remote_batch(shared).unwrap();
+    phone
+        .update(&todos(), &RecordKey::new("k3").unwrap(), Document::from([("n".to_string(), Value::Int(-3))]))
+        .unwrap();
+    phone.put(&todos(), &RecordKey::new("phone-only").unwrap(), Document::new()).unwrap();
+
+    let mut step = match phone.start_reconcile(&todos()) {
+        weft_core::protocol::ClientMessage::Reconcile { step, .. } => step,
+        other => panic!("{other:?}"),
+    };
+    for _ in 0..20 {
+        // Server side: merge the records, then answer.
+        engine.apply(step.records.clone()).unwrap();
+        if step.asks_nothing() {
+            break;
+        }
+        let reply: ReconcileStep = engine.reconcile(&todos(), &step).unwrap();
+        match phone.reconcile_step(&todos(), reply).unwrap() {
+            Some(next) => step = next,
+            None => break,
+        }
+    }
+    assert_eq!(engine.merkle_root(&todos()), phone.collection(&todos()).unwrap().merkle().root());
+    assert_eq!(value_of(&engine, "k3"), Some(Value::Int(-3)));
+    assert_eq!(phone.get(&todos(), "k199").and_then(|d| d.get("n").cloned()), Some(Value::Int(199)));
+    engine.close().unwrap();
+}
