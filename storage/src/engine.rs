@@ -28,7 +28,7 @@ use lru::LruCache;
 use weft_core::change::Change;
 use weft_core::codec::{DecodeError, DecodeLimits, Reader, Writer};
 use weft_core::crdt::{RecordState, VersionHash};
-use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
+use weft_core::key::{CollectionName, KeyHash, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
 use crate::store::{RecordStore, StoreError, StoredRecord, WriteBatch};
@@ -170,12 +170,16 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
 impl Inner {
     /// Takes a record out of the working set; the flag says whether it was dirty (not
     /// yet in the store), so an unchanged record can go back where it was.
-    fn take_record(&mut self, id: &RecordId) -> Result<Option<(StoredRecord, bool)>, StoreError> {
+    fn take_record(&mut self, id: &RecordId, hash: KeyHash) -> Result<Option<(StoredRecord, bool)>, StoreError> {
         if let Some(record) = self.dirty.remove(id) {
             return Ok(Some((record, true)));
         }
         if let Some(record) = self.cache.pop(id) {
             return Ok(Some((record, false)));
+        }
+        // The merkle index holds every key: a key it lacks is new, no store read needed.
+        if !self.collections.get(&id.0).is_some_and(|meta| meta.merkle.contains(hash)) {
+            return Ok(None);
         }
         Ok(self.store.read(&id.0, &id.1)?.map(|record| (record, false)))
     }
@@ -198,8 +202,8 @@ impl Inner {
     /// record.
     fn merge(&mut self, change: Change) -> Result<Option<(PartitionId, u64)>, StoreError> {
         let id = (change.collection, change.key);
-        let current = self.take_record(&id)?;
         let hash = id.1.hash();
+        let current = self.take_record(&id, hash)?;
         let (mut state, version, seq, was_dirty) = match current {
             Some((record, was_dirty)) => (record.state, record.version, record.seq, was_dirty),
             None => (RecordState::default(), VersionHash::default(), 0, false),

@@ -1,0 +1,151 @@
+//! Storage engine benchmarks on the SQLite store.
+//!
+//! Run: `cargo bench -p weft-storage --bench engine` — durable apply throughput and ack
+//! latency by batch size (1, 16, 256, 4096 changes) and concurrent writers (1, 8, 64),
+//! then recovery: open a store of `WEFT_BENCH_RECORDS` records (default 1M) with about
+//! 100 MB of WAL to replay. `-- --quick` runs 1 s per cell and 100k records.
+//! Files go under `$WEFT_BENCH_DIR` (default: the system temp directory).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: bad setup should stop it")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use weft_core::change::Change;
+use weft_core::crdt::ops;
+use weft_core::hlc::{Hlc, NodeId};
+use weft_core::key::{CollectionName, RecordKey};
+use weft_core::value::{Document, Value};
+use weft_storage::engine::{Engine, EngineConfig};
+use weft_storage::store::SqliteStore;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn change(id: u64, key_space: u64) -> Change {
+    let hlc = Hlc::new(T0 + id / 1000, (id % 1000) as u32, NodeId(1 + id % 64));
+    let document = Document::from([
+        ("title".to_string(), Value::from(format!("buy milk and eggs #{id}"))),
+        ("done".to_string(), Value::Bool(id % 2 == 0)),
+        ("priority".to_string(), Value::Int((id % 5) as i64)),
+    ]);
+    Change {
+        collection: CollectionName::new("todos").unwrap(),
+        key: RecordKey::new(format!("todo-{:08}", (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7) % key_space)).unwrap(),
+        hlc,
+        state: ops::update(None, document, hlc),
+    }
+}
+
+fn open(dir: &Path) -> Engine {
+    let store = SqliteStore::open(&dir.join("store.sqlite")).unwrap();
+    Engine::open(&dir.join("wal"), Box::new(store), EngineConfig::default()).unwrap().0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+fn throughput(base: &Path, seconds: u64) {
+    println!("| writers | changes per batch | durable changes/s | p50 ack ms | p99 ack ms |");
+    println!("|---:|---:|---:|---:|---:|");
+    for writers in [1usize, 8, 64] {
+        for batch in [1usize, 16, 256, 4096] {
+            let dir = tempfile::tempdir_in(base).unwrap();
+            let engine = Arc::new(open(dir.path()));
+            let ids = Arc::new(AtomicU64::new(0));
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let threads: Vec<_> = (0..writers)
+                .map(|_| {
+                    let (engine, ids) = (Arc::clone(&engine), Arc::clone(&ids));
+                    std::thread::spawn(move || {
+                        let mut latencies = Vec::new();
+                        while Instant::now() < deadline {
+                            let first = ids.fetch_add(batch as u64, Ordering::Relaxed);
+                            let changes: Vec<Change> =
+                                (first..first + batch as u64).map(|id| change(id, 1_000_000)).collect();
+                            let sent = Instant::now();
+                            engine.apply(changes).unwrap();
+                            latencies.push(sent.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let mut latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            let elapsed = started.elapsed().as_secs_f64();
+            latencies.sort_unstable();
+            let changes = latencies.len() as f64 * batch as f64;
+            println!(
+                "| {writers} | {batch} | {:.0} | {:.2} | {:.2} |",
+                changes / elapsed,
+                percentile(&latencies, 0.5),
+                percentile(&latencies, 0.99)
+            );
+            Arc::try_unwrap(engine).unwrap().close().unwrap();
+        }
+    }
+}
+
+fn recovery(base: &Path, records: u64) {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let started = Instant::now();
+    {
+        let engine = open(dir.path());
+        for first in (0..records).step_by(4096) {
+            engine.apply((first..(first + 4096).min(records)).map(|id| change(id, records)).collect()).unwrap();
+        }
+        engine.checkpoint(None).unwrap();
+        engine.close().unwrap();
+        // Then about 100 MB of WAL that the store has not seen: an engine that never
+        // flushes, stopped without closing.
+        let store = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
+        let config = EngineConfig { flush_records: usize::MAX, ..EngineConfig::default() };
+        let engine = Engine::open(&dir.path().join("wal"), Box::new(store), config).unwrap().0;
+        let mut id = records;
+        let wal_target = 100 << 20;
+        let mut written = 0u64;
+        while written < wal_target {
+            let changes: Vec<Change> = (id..id + 4096).map(|i| change(i, records)).collect();
+            written += changes.iter().map(|c| c.key.as_str().len() as u64 + 90).sum::<u64>();
+            id += 4096;
+            engine.apply(changes).unwrap();
+        }
+        std::mem::forget(engine); // like a crash: no final flush
+    }
+    let wal_bytes: u64 =
+        std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    println!(
+        "built {records} records + {:.0} MB of WAL in {:.1} s",
+        wal_bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let store = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
+    let (engine, report) = Engine::open(&dir.path().join("wal"), Box::new(store), EngineConfig::default()).unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "open: {:.2} s — rebuilt the merkle index from {} stored records, replayed {} WAL records ({:.0} MB): {:.0} MB/s, {:.0} changes/s",
+        elapsed,
+        report.stored_records,
+        report.wal.records,
+        report.wal.payload_bytes as f64 / 1e6,
+        report.wal.payload_bytes as f64 / 1e6 / elapsed,
+        report.wal.records as f64 * 4096.0 / elapsed,
+    );
+    engine.close().unwrap();
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let base = std::env::var_os("WEFT_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    throughput(&base, if quick { 1 } else { 3 });
+    let records = std::env::var("WEFT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick {
+        100_000
+    } else {
+        1_000_000
+    });
+    recovery(&base, records);
+}
