@@ -23,6 +23,8 @@ use weft_storage::store::SqliteStore;
 
 const T0: u64 = 1_700_000_000_000;
 
+/// Change `id`; its key is `id` itself when `key_space` is 0 (all distinct), else a hash
+/// of `id` modulo `key_space`.
 fn change(id: u64, key_space: u64) -> Change {
     let hlc = Hlc::new(T0 + id / 1000, (id % 1000) as u32, NodeId(1 + id % 64));
     let document = Document::from([
@@ -32,7 +34,11 @@ fn change(id: u64, key_space: u64) -> Change {
     ]);
     Change {
         collection: CollectionName::new("todos").unwrap(),
-        key: RecordKey::new(format!("todo-{:08}", (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7) % key_space)).unwrap(),
+        key: RecordKey::new(format!(
+            "todo-{:08}",
+            if key_space == 0 { id } else { (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7) % key_space }
+        ))
+        .unwrap(),
         hlc,
         state: ops::update(None, document, hlc),
     }
@@ -95,7 +101,7 @@ fn recovery(base: &Path, records: u64) {
     {
         let engine = open(dir.path());
         for first in (0..records).step_by(4096) {
-            engine.apply((first..(first + 4096).min(records)).map(|id| change(id, records)).collect()).unwrap();
+            engine.apply((first..(first + 4096).min(records)).map(|id| change(id, 0)).collect()).unwrap();
         }
         engine.checkpoint(None).unwrap();
         engine.close().unwrap();

@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the default record store, one SQLite database file.
 //!
-//! SQLite runs in WAL journal mode with `synchronous = NORMAL`: a commit is not fsynced,
+//! SQLite runs in WAL journal mode with `synchronous = OFF`: a commit is not fsynced,
 //! because Weft's own WAL is the durability boundary — every change is durable there
 //! before it is acknowledged, and the store only ever runs behind it. After a power loss
 //! the store may lose its last commits, together with the checkpoint written in the same
@@ -52,7 +52,7 @@ impl SqliteStore {
         let error = |source| StoreError::Sqlite { path: path.display().to_string(), source };
         let connection = Connection::open(path).map_err(error)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
         let store = SqliteStore { connection, path: path.to_path_buf() };
@@ -248,7 +248,11 @@ impl RecordStore for SqliteStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        // A FULL checkpoint copies SQLite's own WAL into the database file and fsyncs it.
-        self.connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())).map_err(self.error())
+        // With synchronous = FULL for the duration, a FULL checkpoint copies SQLite's own
+        // WAL into the database file and fsyncs it; then back to OFF for normal commits.
+        self.connection.execute_batch("PRAGMA synchronous = FULL;").map_err(self.error())?;
+        let synced = self.connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())).map_err(self.error());
+        self.connection.execute_batch("PRAGMA synchronous = OFF;").map_err(self.error())?;
+        synced
     }
 }
