@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 use weft_core::change::Change;
@@ -112,11 +112,21 @@ impl CollectionMeta {
 }
 
 type RecordId = (CollectionName, RecordKey);
+type SharedStore = Arc<Mutex<Box<dyn RecordStore>>>;
+
+fn lock_store(store: &SharedStore) -> MutexGuard<'_, Box<dyn RecordStore>> {
+    // A panic inside a store call leaves SQLite's own transaction rolled back; the handle
+    // is still usable.
+    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 struct Inner {
-    store: Box<dyn RecordStore>,
+    /// Locked after `Inner` when both are needed, never before.
+    store: SharedStore,
     collections: HashMap<CollectionName, CollectionMeta>,
     dirty: HashMap<RecordId, StoredRecord>,
+    /// Records being written to the store by a flush (read-only until it finishes).
+    flushing: Option<Arc<HashMap<RecordId, StoredRecord>>>,
     cache: LruCache<RecordId, StoredRecord>,
     /// Position of the last WAL record merged.
     applied: Option<WalPosition>,
@@ -128,6 +138,9 @@ pub struct Engine {
     wal: Wal,
     config: EngineConfig,
     inner: Mutex<Inner>,
+    store: SharedStore,
+    /// Held for the whole of a flush: one flush at a time.
+    flush_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -174,6 +187,9 @@ impl Inner {
         if let Some(record) = self.dirty.remove(id) {
             return Ok(Some((record, true)));
         }
+        if let Some(record) = self.flushing.as_ref().and_then(|f| f.get(id)) {
+            return Ok(Some((record.clone(), false)));
+        }
         if let Some(record) = self.cache.pop(id) {
             return Ok(Some((record, false)));
         }
@@ -181,17 +197,20 @@ impl Inner {
         if !self.collections.get(&id.0).is_some_and(|meta| meta.merkle.contains(hash)) {
             return Ok(None);
         }
-        Ok(self.store.read(&id.0, &id.1)?.map(|record| (record, false)))
+        Ok(lock_store(&self.store).read(&id.0, &id.1)?.map(|record| (record, false)))
     }
 
     fn peek_record(&mut self, id: &RecordId) -> Result<Option<StoredRecord>, StoreError> {
         if let Some(record) = self.dirty.get(id) {
             return Ok(Some(record.clone()));
         }
+        if let Some(record) = self.flushing.as_ref().and_then(|f| f.get(id)) {
+            return Ok(Some(record.clone()));
+        }
         if let Some(record) = self.cache.get(id) {
             return Ok(Some(record.clone()));
         }
-        let record = self.store.read(&id.0, &id.1)?;
+        let record = lock_store(&self.store).read(&id.0, &id.1)?;
         if let Some(record) = &record {
             self.cache.put(id.clone(), record.clone());
         }
@@ -233,18 +252,21 @@ impl Inner {
         Ok(outcome)
     }
 
-    /// Writes every dirty record and the checkpoint to the store.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Writes every dirty record and the checkpoint to the store, holding the engine lock
+    /// (used while opening, before anyone else can write).
+    fn flush_now(&mut self) -> Result<(), StoreError> {
         if self.dirty.is_empty() {
             return Ok(());
         }
+        let dirty = std::mem::take(&mut self.dirty);
         let batch = WriteBatch {
-            records: self.dirty.drain().map(|((collection, key), record)| (collection, key, record)).collect(),
+            records: dirty.iter().map(|((collection, key), record)| (collection, key, record)).collect(),
             checkpoint: self.applied,
         };
-        self.store.commit(&batch)?;
-        for (collection, key, record) in batch.records {
-            self.cache.put((collection, key), record);
+        lock_store(&self.store).commit(&batch)?;
+        drop(batch);
+        for (id, record) in dirty {
+            self.cache.put(id, record);
         }
         Ok(())
     }
@@ -260,15 +282,18 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<(Engine, OpenReport), EngineError> {
         let cache_capacity = NonZeroUsize::new(config.cache_records.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let store: SharedStore = Arc::new(Mutex::new(store));
         let mut inner = Inner {
-            store,
+            store: Arc::clone(&store),
             collections: HashMap::new(),
             dirty: HashMap::new(),
+            flushing: None,
             cache: LruCache::new(cache_capacity),
             applied: None,
             last_receipt: None,
         };
-        let (checkpoint, checkpoint_corrupt) = match inner.store.checkpoint() {
+        let stored_checkpoint = lock_store(&store).checkpoint();
+        let (checkpoint, checkpoint_corrupt) = match stored_checkpoint {
             Ok(checkpoint) => (checkpoint, None),
             Err(StoreError::CorruptCheckpoint(reason)) => (None, Some(reason)),
             Err(error) => return Err(error.into()),
@@ -276,7 +301,7 @@ impl Engine {
         let mut stored_records = 0;
         {
             let collections = &mut inner.collections;
-            inner.store.for_each_version(&mut |collection, key, version, seq| {
+            lock_store(&store).for_each_version(&mut |collection, key, version, seq| {
                 let meta = collections.entry(collection.clone()).or_insert_with(CollectionMeta::new);
                 let hash = key.hash();
                 meta.merkle.set(hash, key, Some(version));
@@ -306,7 +331,7 @@ impl Engine {
             }
             inner.applied = Some(at);
             if inner.dirty.len() >= flush_records
-                && let Err(error) = inner.flush()
+                && let Err(error) = inner.flush_now()
             {
                 failure = Some(error.into());
             }
@@ -317,9 +342,9 @@ impl Engine {
         if inner.applied.is_none() {
             inner.applied = checkpoint;
         }
-        inner.flush()?;
+        inner.flush_now()?;
         let report = OpenReport { checkpoint, checkpoint_corrupt, stored_records, wal: recovery };
-        Ok((Engine { wal, config, inner: Mutex::new(inner) }, report))
+        Ok((Engine { wal, config, inner: Mutex::new(inner), store, flush_lock: Mutex::new(()) }, report))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -350,35 +375,88 @@ impl Engine {
         };
         self.wal.wait_durable(receipt)?;
         if flush {
-            self.flush()?;
+            // One writer flushes while the others go on merging; only when the dirty map
+            // grows far past its bound do writers wait for the flush (backpressure).
+            let guard = match self.flush_lock.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    let far_behind = self.lock().dirty.len() >= self.config.flush_records.saturating_mul(4);
+                    far_behind.then(|| self.flush_lock.lock().unwrap_or_else(|p| p.into_inner()))
+                }
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            };
+            if let Some(guard) = guard {
+                self.flush_locked(&guard)?;
+            }
         }
         Ok(applied)
     }
 
     /// Writes every dirty record to the store (with the checkpoint) once the WAL records
-    /// they come from are durable.
-    pub fn flush(&self) -> Result<(), EngineError> {
+    /// they come from are durable. Writers keep merging meanwhile: the engine lock is
+    /// held only to take the dirty map and to move the written records to the cache.
+    /// Returns the checkpoint written.
+    pub fn flush(&self) -> Result<Option<WalPosition>, EngineError> {
+        let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.flush_locked(&guard)
+    }
+
+    fn flush_locked(&self, _one_flush_at_a_time: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
+        let (flushing, checkpoint, receipt) = {
+            let mut inner = self.lock();
+            if inner.dirty.is_empty() {
+                return Ok(inner.applied);
+            }
+            let map = Arc::new(std::mem::take(&mut inner.dirty));
+            inner.flushing = Some(Arc::clone(&map));
+            (map, inner.applied, inner.last_receipt)
+        };
+        // Never checkpoint past what the WAL holds durably.
+        let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
+        let result = durable.map_err(EngineError::from).and_then(|()| {
+            let batch = WriteBatch {
+                records: flushing.iter().map(|((collection, key), record)| (collection, key, record)).collect(),
+                checkpoint,
+            };
+            lock_store(&self.store).commit(&batch).map_err(EngineError::from)
+        });
         let mut inner = self.lock();
-        if let Some(receipt) = inner.last_receipt {
-            // Never checkpoint past what the WAL holds durably.
-            self.wal.wait_durable(receipt)?;
+        inner.flushing = None;
+        let map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
+        match result {
+            Ok(()) => {
+                for (id, record) in map {
+                    // A newer version may already be dirty again; it wins.
+                    if !inner.dirty.contains_key(&id) {
+                        inner.cache.put(id, record);
+                    }
+                }
+                Ok(checkpoint)
+            }
+            Err(error) => {
+                for (id, record) in map {
+                    inner.dirty.entry(id).or_insert(record);
+                }
+                Err(error)
+            }
         }
-        inner.flush()?;
-        Ok(())
     }
 
     /// Flushes, makes the store durable, and removes the WAL segments wholly before the
     /// checkpoint (handing each to `archive` first, when given). Returns the checkpoint.
     pub fn checkpoint(&self, archive: Option<crate::wal::Archiver<'_>>) -> Result<Option<WalPosition>, EngineError> {
-        self.flush()?;
-        let checkpoint = {
-            let mut inner = self.lock();
-            inner.store.sync()?;
-            inner.applied
-        };
-        if let Some(position) = checkpoint {
-            self.wal.remove_segments_before(position, archive)?;
+        let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checkpoint = self.flush_locked(&guard)?;
+        let Some(position) = checkpoint else { return Ok(None) };
+        {
+            let mut store = lock_store(&self.store);
+            // Records up to `position` are all in the store (the flush above, or merges
+            // that changed nothing); make that the stored checkpoint, then durable.
+            store.commit(&WriteBatch { records: Vec::new(), checkpoint: Some(position) })?;
+            store.sync()?;
         }
+        drop(guard);
+        self.wal.remove_segments_before(position, archive)?;
         Ok(checkpoint)
     }
 
@@ -406,7 +484,7 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
         self.flush()?;
-        Ok(self.lock().store.scan(collection, after, limit)?)
+        Ok(lock_store(&self.store).scan(collection, after, limit)?)
     }
 
     /// Up to `limit` keys changed in a (collection, partition) after sequence `after_seq`.
@@ -418,7 +496,7 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<(u64, RecordKey)>, EngineError> {
         self.flush()?;
-        Ok(self.lock().store.changes_since(collection, partition, after_seq, limit)?)
+        Ok(lock_store(&self.store).changes_since(collection, partition, after_seq, limit)?)
     }
 
     /// The merkle root of a collection (0 when empty or unknown).
@@ -452,9 +530,10 @@ struct InnerSource<'a> {
 impl RecordSource for InnerSource<'_> {
     fn record(&self, key: &RecordKey) -> Option<Change> {
         let id = (self.collection.clone(), key.clone());
-        let state = match self.inner.dirty.get(&id).or_else(|| self.inner.cache.peek(&id)) {
+        let flushing = self.inner.flushing.as_ref().and_then(|f| f.get(&id));
+        let state = match self.inner.dirty.get(&id).or(flushing).or_else(|| self.inner.cache.peek(&id)) {
             Some(record) => record.state.clone(),
-            None => self.inner.store.read(self.collection, key).ok().flatten()?.state,
+            None => lock_store(&self.inner.store).read(self.collection, key).ok().flatten()?.state,
         };
         let hlc = state.max_hlc()?;
         Some(Change { collection: self.collection.clone(), key: key.clone(), hlc, state })

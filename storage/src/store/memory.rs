@@ -33,10 +33,10 @@ impl RecordStore for MemoryStore {
         Ok(self.records.get(&(collection.clone(), key.clone())).cloned())
     }
 
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
-        for (collection, key, record) in &batch.records {
+    fn commit(&mut self, batch: &WriteBatch<'_>) -> Result<(), StoreError> {
+        for &(collection, key, record) in &batch.records {
             let partition = key.hash().partition;
-            let previous = self.records.insert((collection.clone(), key.clone()), record.clone());
+            let previous = self.records.insert((collection.clone(), key.clone()), (*record).clone());
             if let Some(previous) = previous {
                 self.by_seq.remove(&(collection.clone(), partition, previous.seq));
             }

@@ -36,9 +36,9 @@ pub struct StoredRecord {
 
 /// Records to write and the checkpoint they complete, applied atomically.
 #[derive(Clone, Debug, Default)]
-pub struct WriteBatch {
+pub struct WriteBatch<'a> {
     /// Records to insert or replace.
-    pub records: Vec<(CollectionName, RecordKey, StoredRecord)>,
+    pub records: Vec<(&'a CollectionName, &'a RecordKey, &'a StoredRecord)>,
     /// The WAL position up to which the store is complete once this batch is written.
     pub checkpoint: Option<WalPosition>,
 }
@@ -87,7 +87,7 @@ pub trait RecordStore: Send {
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError>;
 
     /// Writes records and the checkpoint atomically.
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StoreError>;
+    fn commit(&mut self, batch: &WriteBatch<'_>) -> Result<(), StoreError>;
 
     /// Up to `limit` records of a collection in key order, after `after`.
     fn scan(

@@ -130,7 +130,7 @@ impl RecordStore for SqliteStore {
         row.map(|(seq, version, state)| stored(collection.as_str(), key.as_str(), seq, &version, &state)).transpose()
     }
 
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
+    fn commit(&mut self, batch: &WriteBatch<'_>) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
         let error = |source| StoreError::Sqlite { path: path.clone(), source };
         let transaction = self.connection.transaction().map_err(error)?;
@@ -141,7 +141,7 @@ impl RecordStore for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(error)?;
-            for (collection, key, record) in &batch.records {
+            for &(collection, key, record) in &batch.records {
                 upsert
                     .execute(params![
                         collection.as_str(),
