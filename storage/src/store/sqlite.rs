@@ -137,8 +137,10 @@ impl RecordStore for SqliteStore {
         {
             let mut upsert = transaction
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO records (collection, key, partition, seq, version, state)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO records (collection, key, partition, seq, version, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (collection, key) DO UPDATE
+                     SET seq = excluded.seq, version = excluded.version, state = excluded.state",
                 )
                 .map_err(error)?;
             for &(collection, key, record) in &batch.records {
