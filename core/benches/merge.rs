@@ -56,11 +56,11 @@ fn merge(c: &mut Criterion) {
     // their memory is still in cache: each batch is cloned (untimed) just before it is
     // applied (timed), instead of building all 1M changes up front.
     let batches: Vec<&[Change]> = changes.chunks(BATCH).collect();
-    let run_weft = |iterations: u64, batched: bool| {
+    let run_weft = |batches: &[&[Change]], iterations: u64, batched: bool| {
         let mut total = Duration::ZERO;
         for _ in 0..iterations {
             let mut replica = Replica::new(NodeId(999), ManualClock::new(latest));
-            for batch in &batches {
+            for batch in batches {
                 let batch = batch.to_vec();
                 let started = Instant::now();
                 if batched {
@@ -76,8 +76,8 @@ fn merge(c: &mut Criterion) {
         }
         total
     };
-    group.bench_function("weft_batches_of_1000", |b| b.iter_custom(|iterations| run_weft(iterations, true)));
-    group.bench_function("weft_one_by_one", |b| b.iter_custom(|iterations| run_weft(iterations, false)));
+    group.bench_function("weft_batches_of_1000", |b| b.iter_custom(|iterations| run_weft(&batches, iterations, true)));
+    group.bench_function("weft_one_by_one", |b| b.iter_custom(|iterations| run_weft(&batches, iterations, false)));
     group.finish();
 
     // The same stream over 1,000 keys: the records stay in cache, which shows the cost of
@@ -90,20 +90,7 @@ fn merge(c: &mut Criterion) {
     let small = workload::to_changes(&workload::field_writes(N_OPS, 1_000, N_FIELDS), &collection);
     let small_batches: Vec<&[Change]> = small.chunks(BATCH).collect();
     group.bench_function("weft_batches_of_1000", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let mut replica = Replica::new(NodeId(999), ManualClock::new(latest));
-                for batch in &small_batches {
-                    let batch = batch.to_vec();
-                    let started = Instant::now();
-                    replica.apply_remote_batch(batch).unwrap();
-                    total += started.elapsed();
-                }
-                black_box(&replica);
-            }
-            total
-        })
+        b.iter_custom(|iterations| run_weft(&small_batches, iterations, true))
     });
     group.finish();
 

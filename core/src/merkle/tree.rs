@@ -132,9 +132,8 @@ impl MerkleIndex {
         self.count = self.count.wrapping_add_signed(count_delta as i64);
     }
 
-    /// Whether a key with this hash is indexed (an exact 128-bit hash match).
-    pub fn contains(&self, hash: KeyHash) -> bool {
-        let id = hash.id();
+    /// The leaf that holds (or would hold) `hash`.
+    fn leaf(&self, hash: KeyHash) -> &Leaf {
         let mut node = &self.partitions[hash.partition.index()];
         let mut depth = 0;
         loop {
@@ -143,28 +142,21 @@ impl MerkleIndex {
                     node = &children[nibble(hash.bucket, depth)];
                     depth += 1;
                 }
-                Children::Leaf(leaf) => return leaf.slots.iter().any(|(candidate, _)| *candidate == id),
+                Children::Leaf(leaf) => return leaf,
             }
         }
+    }
+
+    /// Whether a key with this hash is indexed (an exact 128-bit hash match).
+    pub fn contains(&self, hash: KeyHash) -> bool {
+        let id = hash.id();
+        self.leaf(hash).slots.iter().any(|(candidate, _)| *candidate == id)
     }
 
     /// Prefetches the leaf that holds `hash`, ahead of a [`MerkleIndex::set`] (the inner
     /// nodes above it are few and usually cached; the leaf's slots are not).
     pub(crate) fn prefetch_leaf(&self, hash: KeyHash) {
-        let mut node = &self.partitions[hash.partition.index()];
-        let mut depth = 0;
-        loop {
-            match &node.children {
-                Children::Inner(children) => {
-                    node = &children[nibble(hash.bucket, depth)];
-                    depth += 1;
-                }
-                Children::Leaf(leaf) => {
-                    crate::prefetch::slice(&leaf.slots);
-                    return;
-                }
-            }
-        }
+        crate::prefetch::slice(&self.leaf(hash).slots);
     }
 
     /// Digest and key count under `path`.
