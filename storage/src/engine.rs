@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
@@ -43,11 +44,19 @@ pub struct EngineConfig {
     pub flush_records: usize,
     /// Clean records kept in memory (least recently used are dropped first).
     pub cache_records: usize,
+    /// The background flusher also writes dirty records this often, below the bound,
+    /// which limits how much WAL a restart replays.
+    pub flush_interval: std::time::Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { wal: WalConfig::default(), flush_records: 20_000, cache_records: 100_000 }
+        EngineConfig {
+            wal: WalConfig::default(),
+            flush_records: 20_000,
+            cache_records: 100_000,
+            flush_interval: std::time::Duration::from_secs(1),
+        }
     }
 }
 
@@ -58,6 +67,9 @@ pub enum EngineError {
     /// The write-ahead log failed.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// A background flush failed earlier; the engine accepts no more writes.
+    #[error("background flush failed: {0}")]
+    FlushFailed(String),
     /// The record store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -135,17 +147,27 @@ struct Inner {
 
 /// The storage engine of one node.
 pub struct Engine {
+    shared: Arc<Shared>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
     wal: Wal,
     config: EngineConfig,
     inner: Mutex<Inner>,
     store: SharedStore,
     /// Held for the whole of a flush: one flush at a time.
     flush_lock: Mutex<()>,
+    /// Signalled (with `inner`) when the dirty map reaches its bound.
+    flush_wanted: std::sync::Condvar,
+    stopping: std::sync::atomic::AtomicBool,
+    /// Set when a background flush failed; reported by the next call.
+    flush_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("wal", &self.wal).finish_non_exhaustive()
+        f.debug_struct("Engine").field("wal", &self.shared.wal).finish_non_exhaustive()
     }
 }
 
@@ -272,6 +294,80 @@ impl Inner {
     }
 }
 
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The guarded state stays consistent across a panic in a reader; keep serving.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn flush_locked(&self, _one_flush_at_a_time: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
+        let (flushing, checkpoint, receipt) = {
+            let mut inner = self.lock();
+            if inner.dirty.is_empty() {
+                return Ok(inner.applied);
+            }
+            let map = Arc::new(std::mem::take(&mut inner.dirty));
+            inner.flushing = Some(Arc::clone(&map));
+            (map, inner.applied, inner.last_receipt)
+        };
+        // Never checkpoint past what the WAL holds durably.
+        let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
+        let result = durable.map_err(EngineError::from).and_then(|()| {
+            let batch = WriteBatch {
+                records: flushing.iter().map(|((collection, key), record)| (collection, key, record)).collect(),
+                checkpoint,
+            };
+            lock_store(&self.store).commit(&batch).map_err(EngineError::from)
+        });
+        let mut inner = self.lock();
+        inner.flushing = None;
+        let map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
+        match result {
+            Ok(()) => {
+                for (id, record) in map {
+                    // A newer version may already be dirty again; it wins.
+                    if !inner.dirty.contains_key(&id) {
+                        inner.cache.put(id, record);
+                    }
+                }
+                Ok(checkpoint)
+            }
+            Err(error) => {
+                for (id, record) in map {
+                    inner.dirty.entry(id).or_insert(record);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Flushes once the dirty map reaches its bound, or every `flush_interval`, until the
+    /// engine stops. Runs on its own thread so that no writer pays for a flush.
+    fn flusher_loop(&self) {
+        loop {
+            {
+                let mut inner = self.lock();
+                let started = std::time::Instant::now();
+                while inner.dirty.len() < self.config.flush_records && !self.stopping.load(Ordering::Acquire) {
+                    let left = self.config.flush_interval.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    inner = self.flush_wanted.wait_timeout(inner, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
+                }
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Err(error) = self.flush_locked(&guard) {
+                *self.flush_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                return;
+            }
+        }
+    }
+}
+
 impl Engine {
     /// Opens the engine on the WAL directory `wal_dir` and `store`: rebuilds the merkle
     /// index from the store, replays the WAL after the store's checkpoint, and writes the
@@ -344,12 +440,28 @@ impl Engine {
         }
         inner.flush_now()?;
         let report = OpenReport { checkpoint, checkpoint_corrupt, stored_records, wal: recovery };
-        Ok((Engine { wal, config, inner: Mutex::new(inner), store, flush_lock: Mutex::new(()) }, report))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // The guarded state stays consistent across a panic in a reader; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let shared = Arc::new(Shared {
+            wal,
+            config,
+            inner: Mutex::new(inner),
+            store,
+            flush_lock: Mutex::new(()),
+            flush_wanted: std::sync::Condvar::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            flush_error: Mutex::new(None),
+        });
+        let flusher_shared = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("weft-flusher".to_owned())
+            .spawn(move || flusher_shared.flusher_loop())
+            .map_err(|source| {
+                EngineError::Wal(WalError::Io {
+                    action: "start flusher thread for",
+                    path: wal_dir.to_path_buf(),
+                    source,
+                })
+            })?;
+        Ok((Engine { shared, flusher: Some(flusher) }, report))
     }
 
     /// Applies a batch of changes; returns once they are durable in the WAL, with the
@@ -361,8 +473,8 @@ impl Engine {
         }
         let payload = encode_batch(&changes);
         let (receipt, applied, flush) = {
-            let mut inner = self.lock();
-            let receipt = self.wal.append(&payload)?;
+            let mut inner = self.shared.lock();
+            let receipt = self.shared.wal.append(&payload)?;
             let mut applied = Vec::new();
             for (index, change) in changes.into_iter().enumerate() {
                 if let Some((partition, seq)) = inner.merge(change)? {
@@ -371,24 +483,19 @@ impl Engine {
             }
             inner.applied = Some(receipt.position);
             inner.last_receipt = Some(receipt);
-            (receipt, applied, inner.dirty.len() >= self.config.flush_records)
+            (receipt, applied, inner.dirty.len() >= self.shared.config.flush_records)
         };
-        self.wal.wait_durable(receipt)?;
+        self.shared.wal.wait_durable(receipt)?;
         if flush {
-            // One writer flushes while the others go on merging; only when the dirty map
-            // grows far past its bound do writers wait for the flush (backpressure).
-            let guard = match self.flush_lock.try_lock() {
-                Ok(guard) => Some(guard),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    let far_behind = self.lock().dirty.len() >= self.config.flush_records.saturating_mul(4);
-                    far_behind.then(|| self.flush_lock.lock().unwrap_or_else(|p| p.into_inner()))
-                }
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            };
-            if let Some(guard) = guard {
-                self.flush_locked(&guard)?;
+            self.shared.flush_wanted.notify_one();
+            // Backpressure: far past the bound, the writer waits for a flush itself.
+            let far_behind = self.shared.lock().dirty.len() >= self.shared.config.flush_records.saturating_mul(4);
+            if far_behind {
+                let guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.shared.flush_locked(&guard)?;
             }
         }
+        self.check_flusher()?;
         Ok(applied)
     }
 
@@ -397,72 +504,31 @@ impl Engine {
     /// held only to take the dirty map and to move the written records to the cache.
     /// Returns the checkpoint written.
     pub fn flush(&self) -> Result<Option<WalPosition>, EngineError> {
-        let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.flush_locked(&guard)
-    }
-
-    fn flush_locked(&self, _one_flush_at_a_time: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
-        let (flushing, checkpoint, receipt) = {
-            let mut inner = self.lock();
-            if inner.dirty.is_empty() {
-                return Ok(inner.applied);
-            }
-            let map = Arc::new(std::mem::take(&mut inner.dirty));
-            inner.flushing = Some(Arc::clone(&map));
-            (map, inner.applied, inner.last_receipt)
-        };
-        // Never checkpoint past what the WAL holds durably.
-        let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
-        let result = durable.map_err(EngineError::from).and_then(|()| {
-            let batch = WriteBatch {
-                records: flushing.iter().map(|((collection, key), record)| (collection, key, record)).collect(),
-                checkpoint,
-            };
-            lock_store(&self.store).commit(&batch).map_err(EngineError::from)
-        });
-        let mut inner = self.lock();
-        inner.flushing = None;
-        let map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
-        match result {
-            Ok(()) => {
-                for (id, record) in map {
-                    // A newer version may already be dirty again; it wins.
-                    if !inner.dirty.contains_key(&id) {
-                        inner.cache.put(id, record);
-                    }
-                }
-                Ok(checkpoint)
-            }
-            Err(error) => {
-                for (id, record) in map {
-                    inner.dirty.entry(id).or_insert(record);
-                }
-                Err(error)
-            }
-        }
+        let guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.shared.flush_locked(&guard)
     }
 
     /// Flushes, makes the store durable, and removes the WAL segments wholly before the
     /// checkpoint (handing each to `archive` first, when given). Returns the checkpoint.
     pub fn checkpoint(&self, archive: Option<crate::wal::Archiver<'_>>) -> Result<Option<WalPosition>, EngineError> {
-        let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let checkpoint = self.flush_locked(&guard)?;
+        let guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checkpoint = self.shared.flush_locked(&guard)?;
         let Some(position) = checkpoint else { return Ok(None) };
         {
-            let mut store = lock_store(&self.store);
+            let mut store = lock_store(&self.shared.store);
             // Records up to `position` are all in the store (the flush above, or merges
             // that changed nothing); make that the stored checkpoint, then durable.
             store.commit(&WriteBatch { records: Vec::new(), checkpoint: Some(position) })?;
             store.sync()?;
         }
         drop(guard);
-        self.wal.remove_segments_before(position, archive)?;
+        self.shared.wal.remove_segments_before(position, archive)?;
         Ok(checkpoint)
     }
 
     /// A record's state.
     pub fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<RecordState>, EngineError> {
-        let mut inner = self.lock();
+        let mut inner = self.shared.lock();
         Ok(inner.peek_record(&(collection.clone(), key.clone()))?.map(|r| r.state))
     }
 
@@ -472,7 +538,7 @@ impl Engine {
         collection: &CollectionName,
         key: &RecordKey,
     ) -> Result<Option<StoredRecord>, EngineError> {
-        let mut inner = self.lock();
+        let mut inner = self.shared.lock();
         Ok(inner.peek_record(&(collection.clone(), key.clone()))?)
     }
 
@@ -484,7 +550,7 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
         self.flush()?;
-        Ok(lock_store(&self.store).scan(collection, after, limit)?)
+        Ok(lock_store(&self.shared.store).scan(collection, after, limit)?)
     }
 
     /// Up to `limit` keys changed in a (collection, partition) after sequence `after_seq`.
@@ -496,29 +562,52 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<(u64, RecordKey)>, EngineError> {
         self.flush()?;
-        Ok(lock_store(&self.store).changes_since(collection, partition, after_seq, limit)?)
+        Ok(lock_store(&self.shared.store).changes_since(collection, partition, after_seq, limit)?)
     }
 
     /// The merkle root of a collection (0 when empty or unknown).
     pub fn merkle_root(&self, collection: &CollectionName) -> u128 {
-        self.lock().collections.get(collection).map_or(0, |meta| meta.merkle.root())
+        self.shared.lock().collections.get(collection).map_or(0, |meta| meta.merkle.root())
     }
 
     /// Answers a merkle reconciliation step for `collection` (after merging its records
     /// with [`Engine::apply`], which the caller does first).
     pub fn reconcile(&self, collection: &CollectionName, step: &ReconcileStep) -> Result<ReconcileStep, EngineError> {
-        let inner = self.lock();
+        let inner = self.shared.lock();
         let empty = MerkleIndex::new();
         let merkle = inner.collections.get(collection).map_or(&empty, |meta| &meta.merkle);
         let source = InnerSource { inner: &inner, collection };
         Ok(respond(merkle, step, &source)?)
     }
 
-    /// Flushes and closes the WAL.
-    pub fn close(self) -> Result<(), EngineError> {
+    fn check_flusher(&self) -> Result<(), EngineError> {
+        match self.shared.flush_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(reason) => Err(EngineError::FlushFailed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn stop_flusher(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.flush_wanted.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+    }
+
+    /// Stops the flusher and flushes everything; the WAL closes when the engine drops
+    /// (every record is already durable: a flush waits for that).
+    pub fn close(mut self) -> Result<(), EngineError> {
+        self.stop_flusher();
+        self.check_flusher()?;
         self.flush()?;
-        self.wal.close()?;
         Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_flusher();
     }
 }
 

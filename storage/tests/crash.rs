@@ -37,6 +37,7 @@ fn config() -> EngineConfig {
         wal: WalConfig { segment_bytes: 32 * 1024, ..WalConfig::default() },
         flush_records: 64,
         cache_records: 16,
+        flush_interval: Duration::from_millis(50),
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use weft_core::change::Change;
 use weft_core::crdt::ops;
@@ -104,7 +105,9 @@ fn apply_read_scan_and_changes_since_on_both_backends() {
 #[test]
 fn an_unclean_stop_loses_nothing_and_replay_gives_the_same_seqs_and_root() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig { flush_records: 40, ..EngineConfig::default() };
+    // No timed background flush: the test decides what is flushed.
+    let config =
+        EngineConfig { flush_records: 40, flush_interval: Duration::from_secs(3600), ..EngineConfig::default() };
     let (engine, _) = open(dir.path(), config.clone());
     let mut seqs = BTreeMap::new();
     for batch in 0..30 {
@@ -190,6 +193,7 @@ fn checkpoints_remove_old_segments_and_recovery_starts_after_them() {
     let config = EngineConfig {
         wal: WalConfig { segment_bytes: 4096, ..WalConfig::default() },
         flush_records: 1_000_000,
+        flush_interval: Duration::from_secs(3600),
         ..EngineConfig::default()
     };
     let (engine, _) = open(dir.path(), config.clone());
