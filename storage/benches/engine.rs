@@ -3,7 +3,8 @@
 //! Run: `cargo bench -p weft-storage --bench engine` — durable apply throughput and ack
 //! latency by batch size (1, 16, 256, 4096 changes) and concurrent writers (1, 8, 64),
 //! then recovery: open a store of `WEFT_BENCH_RECORDS` records (default 1M) with about
-//! 100 MB of WAL to replay. `-- --quick` runs 1 s per cell and 100k records.
+//! 100 MB of WAL to replay. `-- --quick` runs 1 s per cell and 100k records;
+//! `-- --recovery-only` skips the throughput table.
 //! Files go under `$WEFT_BENCH_DIR` (default: the system temp directory).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: bad setup should stop it")]
@@ -108,7 +109,11 @@ fn recovery(base: &Path, records: u64) {
         // Then about 100 MB of WAL that the store has not seen: an engine that never
         // flushes, stopped without closing.
         let store = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
-        let config = EngineConfig { flush_records: usize::MAX, ..EngineConfig::default() };
+        let config = EngineConfig {
+            flush_records: usize::MAX,
+            flush_interval: Duration::from_secs(24 * 3600),
+            ..EngineConfig::default()
+        };
         let engine = Engine::open(&dir.path().join("wal"), Box::new(store), config).unwrap().0;
         let mut id = records;
         let wal_target = 100 << 20;
@@ -157,7 +162,9 @@ fn recovery(base: &Path, records: u64) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let base = std::env::var_os("WEFT_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    throughput(&base, if quick { 1 } else { 3 });
+    if !std::env::args().any(|a| a == "--recovery-only") {
+        throughput(&base, if quick { 1 } else { 3 });
+    }
     let records = std::env::var("WEFT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick {
         100_000
     } else {
