@@ -67,9 +67,9 @@ pub enum EngineError {
     /// The write-ahead log failed.
     #[error(transparent)]
     Wal(#[from] WalError),
-    /// A background flush failed earlier; the engine accepts no more writes.
-    #[error("background flush failed: {0}")]
-    FlushFailed(String),
+    /// A batch was logged but could not be merged; restart to replay it.
+    #[error("engine stopped accepting writes after a failed merge: {0}; restart to recover")]
+    Failed(String),
     /// The record store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -161,8 +161,10 @@ struct Shared {
     /// Signalled (with `inner`) when the dirty map reaches its bound.
     flush_wanted: std::sync::Condvar,
     stopping: std::sync::atomic::AtomicBool,
-    /// Set when a background flush failed; reported by the next call.
-    flush_error: Mutex<Option<String>>,
+    /// Set when a batch was appended to the WAL but could not be merged: the working set
+    /// no longer matches the log, so the engine refuses writes until restarted (replay
+    /// then merges the whole batch, in order).
+    failed: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -304,7 +306,14 @@ impl Shared {
         let (flushing, checkpoint, receipt) = {
             let mut inner = self.lock();
             if inner.dirty.is_empty() {
-                return Ok(inner.applied);
+                // Merges that changed nothing still advance `applied`: the WAL must hold
+                // those records durably before anyone checkpoints there.
+                let (applied, receipt) = (inner.applied, inner.last_receipt);
+                drop(inner);
+                if let Some(receipt) = receipt {
+                    self.wal.wait_durable(receipt)?;
+                }
+                return Ok(applied);
             }
             let map = Arc::new(std::mem::take(&mut inner.dirty));
             inner.flushing = Some(Arc::clone(&map));
@@ -348,8 +357,9 @@ impl Shared {
             {
                 let mut inner = self.lock();
                 let started = std::time::Instant::now();
-                while inner.dirty.len() < self.config.flush_records && !self.stopping.load(Ordering::Acquire) {
-                    let left = self.config.flush_interval.saturating_sub(started.elapsed());
+                while inner.dirty.len() < self.config.flush_records.max(1) && !self.stopping.load(Ordering::Acquire) {
+                    let interval = self.config.flush_interval.max(std::time::Duration::from_millis(10));
+                    let left = interval.saturating_sub(started.elapsed());
                     if left.is_zero() {
                         break;
                     }
@@ -360,9 +370,11 @@ impl Shared {
                 return;
             }
             let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Err(error) = self.flush_locked(&guard) {
-                *self.flush_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
-                return;
+            if self.flush_locked(&guard).is_err() {
+                // The records went back to the dirty map; try again after a pause (writers
+                // that hit backpressure flush themselves and see the error).
+                drop(guard);
+                std::thread::sleep(std::time::Duration::from_millis(200));
             }
         }
     }
@@ -438,6 +450,14 @@ impl Engine {
         if inner.applied.is_none() {
             inner.applied = checkpoint;
         }
+        // A stored checkpoint beyond the end of the WAL (the WAL lost an unsynced tail the
+        // store had seen) would hide every record appended from here on at a position
+        // below it: pull it back to just before the end.
+        if inner.applied.is_some_and(|applied| applied >= recovery.end) {
+            inner.applied = Some(WalPosition { segment: recovery.end.segment, offset: recovery.end.offset - 1 });
+            let rewind = WriteBatch { records: Vec::new(), checkpoint: inner.applied };
+            lock_store(&store).commit(&rewind)?;
+        }
         inner.flush_now()?;
         let report = OpenReport { checkpoint, checkpoint_corrupt, stored_records, wal: recovery };
         let shared = Arc::new(Shared {
@@ -448,7 +468,7 @@ impl Engine {
             flush_lock: Mutex::new(()),
             flush_wanted: std::sync::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            flush_error: Mutex::new(None),
+            failed: Mutex::new(None),
         });
         let flusher_shared = Arc::clone(&shared);
         let flusher = std::thread::Builder::new()
@@ -471,19 +491,25 @@ impl Engine {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_failed()?;
         let payload = encode_batch(&changes);
         let (receipt, applied, flush) = {
             let mut inner = self.shared.lock();
             let receipt = self.shared.wal.append(&payload)?;
             let mut applied = Vec::new();
             for (index, change) in changes.into_iter().enumerate() {
-                if let Some((partition, seq)) = inner.merge(change)? {
-                    applied.push(AppliedChange { index, partition, seq });
+                match inner.merge(change) {
+                    Ok(Some((partition, seq))) => applied.push(AppliedChange { index, partition, seq }),
+                    Ok(None) => {}
+                    Err(error) => {
+                        *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                        return Err(error.into());
+                    }
                 }
             }
             inner.applied = Some(receipt.position);
             inner.last_receipt = Some(receipt);
-            (receipt, applied, inner.dirty.len() >= self.shared.config.flush_records)
+            (receipt, applied, inner.dirty.len() >= self.shared.config.flush_records.max(1))
         };
         self.shared.wal.wait_durable(receipt)?;
         if flush {
@@ -495,7 +521,6 @@ impl Engine {
                 self.shared.flush_locked(&guard)?;
             }
         }
-        self.check_flusher()?;
         Ok(applied)
     }
 
@@ -580,9 +605,9 @@ impl Engine {
         Ok(respond(merkle, step, &source)?)
     }
 
-    fn check_flusher(&self) -> Result<(), EngineError> {
-        match self.shared.flush_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            Some(reason) => Err(EngineError::FlushFailed(reason)),
+    fn check_failed(&self) -> Result<(), EngineError> {
+        match self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(reason) => Err(EngineError::Failed(reason)),
             None => Ok(()),
         }
     }
@@ -599,7 +624,7 @@ impl Engine {
     /// (every record is already durable: a flush waits for that).
     pub fn close(mut self) -> Result<(), EngineError> {
         self.stop_flusher();
-        self.check_flusher()?;
+        self.check_failed()?;
         self.flush()?;
         Ok(())
     }

@@ -285,3 +285,32 @@ fn segments_before_a_checkpoint_are_archived_then_removed() {
     wal.close().unwrap();
     assert_eq!(after, expected(31..40));
 }
+
+#[test]
+fn a_damaged_length_with_valid_records_after_it_is_corruption_not_a_torn_tail() {
+    let base = tempfile::tempdir().unwrap();
+    let positions = write(base.path(), WalConfig::default(), 0..5);
+    // Make record 2's length absurd: where record 3 starts can no longer be computed, but
+    // records 3 and 4 are intact after it.
+    let dir = damaged_copy(base.path(), positions[2].offset + 3, 0x40);
+    let error = read_all(dir.path()).unwrap_err();
+    assert!(matches!(error, WalError::Corrupt { at, .. } if at == positions[2]), "{error}");
+}
+
+#[test]
+fn a_segment_cut_short_while_being_created_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = write(dir.path(), WalConfig::default(), 0..5);
+    let next = segment_file(dir.path(), positions[4].segment + 1);
+    fs::write(&next, b"WEFT").unwrap(); // the crash hit between create and header write
+    let (records, recovery) = read_all(dir.path()).unwrap();
+    assert_eq!(payloads(&records), expected(0..5));
+    let torn = recovery.torn_tail.unwrap();
+    assert_eq!(torn.bytes, 4);
+    assert!(
+        dir.path().join("damaged").join(format!("{:020}.wal.incomplete-header", positions[4].segment + 1)).exists()
+    );
+    // And the log goes on.
+    write(dir.path(), WalConfig::default(), 5..6);
+    assert_eq!(payloads(&read_all(dir.path()).unwrap().0), expected(0..6));
+}

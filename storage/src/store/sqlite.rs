@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the default record store, one SQLite database file.
 //!
-//! SQLite runs in WAL journal mode with `synchronous = OFF`: a commit is not fsynced,
+//! SQLite runs in WAL journal mode with `synchronous = NORMAL`: a commit is not fsynced,
 //! because Weft's own WAL is the durability boundary — every change is durable there
 //! before it is acknowledged, and the store only ever runs behind it. After a power loss
 //! the store may lose its last commits, together with the checkpoint written in the same
@@ -52,7 +52,7 @@ impl SqliteStore {
         let error = |source| StoreError::Sqlite { path: path.display().to_string(), source };
         let connection = Connection::open(path).map_err(error)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
         let store = SqliteStore { connection, path: path.to_path_buf() };
@@ -250,11 +250,20 @@ impl RecordStore for SqliteStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        // With synchronous = FULL for the duration, a FULL checkpoint copies SQLite's own
-        // WAL into the database file and fsyncs it; then back to OFF for normal commits.
-        self.connection.execute_batch("PRAGMA synchronous = FULL;").map_err(self.error())?;
-        let synced = self.connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())).map_err(self.error());
-        self.connection.execute_batch("PRAGMA synchronous = OFF;").map_err(self.error())?;
-        synced
+        // A FULL checkpoint copies SQLite's own WAL into the database file and, with
+        // synchronous = NORMAL, fsyncs it. The first column is 1 if it could not finish
+        // (a reader in the way): then the store is not durable yet and that is an error.
+        let busy: i64 =
+            self.connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |row| row.get(0)).map_err(self.error())?;
+        if busy != 0 {
+            return Err(StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("wal_checkpoint(FULL) could not complete".to_owned()),
+                ),
+            });
+        }
+        Ok(())
     }
 }

@@ -81,6 +81,21 @@ pub fn parse(bytes: &[u8], offset: usize) -> Parsed<'_> {
     Parsed::Record { payload, next }
 }
 
+/// The first offset after `from` (within `window` bytes) where a record with a valid
+/// checksum starts, if any. Recovery uses it to tell a torn tail (nothing valid after the
+/// damage) from damage in the middle of the log.
+pub fn find_valid_after(bytes: &[u8], from: usize, window: usize) -> Option<usize> {
+    let end = bytes.len().min(from.saturating_add(window));
+    (from + 1..end.saturating_sub(HEADER_BYTES)).find(|&offset| {
+        let len = u32::from_le_bytes([bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]]) as usize;
+        len != 0 && len <= PAYLOAD_BYTES_MAX && offset + HEADER_BYTES + len <= bytes.len() && {
+            let crc = u32::from_le_bytes([bytes[offset + 4], bytes[offset + 5], bytes[offset + 6], bytes[offset + 7]]);
+            let payload = &bytes[offset + HEADER_BYTES..offset + HEADER_BYTES + len];
+            crc32c::crc32c_append(crc32c::crc32c(&bytes[offset..offset + 4]), payload) == crc
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

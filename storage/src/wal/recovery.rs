@@ -59,6 +59,10 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |source| WalError::Io { action, path: path.to_path_buf(), source }
 }
 
+/// How far past a damaged record recovery looks for valid records: more than one group
+/// write (`WalConfig::group_bytes_max` defaults to 8 MiB) plus a maximal record.
+const TORN_WINDOW_BYTES: usize = 80 << 20;
+
 /// Where scanning one segment stopped.
 enum SegmentEnd {
     /// The segment ended cleanly at this offset.
@@ -80,17 +84,19 @@ fn scan_segment(bytes: &[u8], mut visit: impl FnMut(u64, &[u8])) -> SegmentEnd {
             }
             Parsed::End => return SegmentEnd::Clean(offset as u64),
             Parsed::ZeroTail => return SegmentEnd::Tail { offset: offset as u64, kind: TailKind::Zeros },
-            Parsed::Incomplete => return SegmentEnd::Tail { offset: offset as u64, kind: TailKind::Incomplete },
+            Parsed::Incomplete => (TailKind::Incomplete, None),
             Parsed::ZeroLength | Parsed::TooLong { .. } => (TailKind::BadLength, None),
             Parsed::ChecksumMismatch { next } => (TailKind::Checksum, Some(next)),
         };
         // A damaged record: corruption if a valid record follows it, else a torn tail.
-        if let Some(next) = next
-            && matches!(record::parse(bytes, next), Parsed::Record { .. })
-        {
+        // The record its length points to is checked first; then any valid record in the
+        // window one group write can tear (a damaged length hides where the next starts).
+        let follows = next.is_some_and(|next| matches!(record::parse(bytes, next), Parsed::Record { .. }))
+            || record::find_valid_after(bytes, offset, TORN_WINDOW_BYTES).is_some();
+        if follows {
             return SegmentEnd::Corrupt {
                 offset: offset as u64,
-                reason: "record checksum mismatch, followed by valid records".to_owned(),
+                reason: format!("damaged record ({kind:?}) followed by valid records"),
             };
         }
         return SegmentEnd::Tail { offset: offset as u64, kind };
@@ -113,7 +119,27 @@ pub fn recover(
     mut visit: impl FnMut(WalPosition, &[u8]),
 ) -> Result<Recovery, WalError> {
     fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let numbers = segment::list(dir)?;
+    let mut numbers = segment::list(dir)?;
+    let mut torn_header: Option<(u64, u64)> = None; // (segment, bytes) moved aside
+    if let Some(&last) = numbers.last() {
+        // A crash while a segment was being created leaves it shorter than its header: it
+        // cannot hold a record, so it is moved aside and the log ends in the previous one.
+        let path = segment::path(dir, last);
+        let len = fs::metadata(&path).map_err(io("inspect", &path))?.len();
+        if len < segment::HEADER_BYTES as u64 {
+            let damaged = dir.join("damaged");
+            fs::create_dir_all(&damaged).map_err(io("create", &damaged))?;
+            let aside = damaged.join(format!("{}.incomplete-header", segment::file_name(last)));
+            fs::rename(&path, &aside).map_err(io("move aside", &path))?;
+            sync_dir(dir)?;
+            numbers.pop();
+            torn_header = Some((last, len));
+            if numbers.is_empty() {
+                create_segment(dir, last)?;
+                numbers.push(last);
+            }
+        }
+    }
     let Some(&last) = numbers.last() else {
         create_segment(dir, 1)?;
         return Ok(Recovery {
@@ -167,6 +193,15 @@ pub fn recover(
         };
         recovery.end = WalPosition { segment: last, offset: end };
     }
+    if let Some((_, bytes)) = torn_header
+        && recovery.torn_tail.is_none()
+    {
+        recovery.torn_tail = Some(TornTail { at: recovery.end, bytes, kind: TailKind::Incomplete });
+    }
+    // Records replayed from the page cache after a process crash may not be on disk yet;
+    // sync the last segment before anything (a checkpoint) is built on them.
+    let last_path = segment::path(dir, recovery.end.segment);
+    File::open(&last_path).and_then(|file| file.sync_all()).map_err(io("sync", &last_path))?;
     Ok(recovery)
 }
 
