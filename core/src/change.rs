@@ -325,5 +325,12 @@ fn decode_counter(reader: &mut Reader<'_>, change_hlc: Hlc) -> Result<CounterSta
         Some(CounterBase { hlc, observed })
     };
     reader.skip_extra(len - 2)?;
+    if totals.is_empty() && base.is_none() {
+        return Err(DecodeError::Invalid {
+            at: reader.position(),
+            what: "counter",
+            reason: "a counter needs totals or a base".to_owned(),
+        });
+    }
     Ok(CounterState { totals, base })
 }

@@ -340,3 +340,15 @@ fn field_names_and_depth_are_validated_on_write() {
     assert!(error.to_string().contains("deep"), "{error}");
     assert!(a.replica.outbox().is_empty());
 }
+
+#[test]
+fn pruning_drops_a_set_whose_adds_and_removes_are_all_below_the_horizon() {
+    let mut a = peer(1, T0);
+    a.replica.set_add(&coll(), &key("tags"), "red".into()).unwrap();
+    a.clock.advance(1);
+    a.replica.set_remove(&coll(), &key("tags"), &"red".into()).unwrap();
+    assert!(a.replica.members(&coll(), "tags").is_empty());
+    assert_eq!(a.replica.prune(Hlc::new(T0 + 10, 0, NodeId(0))), 1, "the empty set record is gone");
+    let collection = a.replica.collection(&coll()).unwrap();
+    assert_eq!((collection.len(), collection.merkle().len(), collection.merkle().root()), (0, 0, 0));
+}

@@ -303,14 +303,18 @@ impl RecordState {
             }
             !member.adds.is_empty() || !member.removes.is_empty()
         });
-        if let Some(deleted) = deleted
-            && self.presence.is_none()
-            && self.fields.is_empty()
-            && self.members.is_empty()
-        {
-            versioner.remove(versioner.simple(Component::Deleted, b"", deleted));
-            self.deleted = None;
-            return Pruned::Gone;
+        if self.presence.is_none() && self.fields.is_empty() && self.members.is_empty() {
+            match self.deleted {
+                // Only a tombstone older than the horizon is left.
+                Some(tombstone) if tombstone < horizon => {
+                    versioner.remove(versioner.simple(Component::Deleted, b"", tombstone));
+                    self.deleted = None;
+                    return Pruned::Gone;
+                }
+                // Nothing at all is left (a set whose adds and removes were all pruned).
+                None => return Pruned::Gone,
+                Some(_) => {}
+            }
         }
         if changed { Pruned::Compacted } else { Pruned::Unchanged }
     }
@@ -347,7 +351,7 @@ fn merge_field(ours: &mut FieldState, name: &str, theirs: FieldState, versioner:
             changed = true;
         }
     }
-    if let Some(counter) = theirs.counter {
+    if let Some(counter) = theirs.counter.filter(|c| !c.totals.is_empty() || c.base.is_some()) {
         match &mut ours.counter {
             Some(current) => changed |= current.merge(name, *counter, versioner),
             None => {
