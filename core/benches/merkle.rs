@@ -59,6 +59,7 @@ fn diverge(a: &mut Collection, b: &mut Collection, n_keys: usize, d: usize) {
 }
 
 struct Exchange {
+    exchanges: usize,
     messages: usize,
     total_bytes: usize,
     record_bytes: usize,
@@ -77,32 +78,49 @@ fn record_bytes(records: &[Change]) -> usize {
 }
 
 /// A starts; steps alternate; each step is measured as the protocol frame carrying it.
+/// Exchanges repeat while steps were truncated (bounded step sizes).
 fn reconcile(a: &mut Collection, b: &mut Collection, collection: &CollectionName) -> Exchange {
-    let mut exchange = Exchange { messages: 0, total_bytes: 0, record_bytes: 0, records: 0 };
-    let mut step = ReconcileStep::start(a.merkle());
-    let mut from_a = true;
+    let mut exchange = Exchange { messages: 0, total_bytes: 0, record_bytes: 0, records: 0, exchanges: 0 };
     loop {
-        let frame = if from_a {
-            ClientMessage::Reconcile { session_id: SessionId(1), collection: collection.clone(), step: step.clone() }
+        exchange.exchanges += 1;
+        let mut step = ReconcileStep::start(a.merkle());
+        let mut from_a = true;
+        let mut truncated = false;
+        loop {
+            let frame = if from_a {
+                ClientMessage::Reconcile {
+                    session_id: SessionId(1),
+                    collection: collection.clone(),
+                    step: step.clone(),
+                }
                 .encode()
-        } else {
-            ServerMessage::Reconcile { session_id: SessionId(1), collection: collection.clone(), step: step.clone() }
+            } else {
+                ServerMessage::Reconcile {
+                    session_id: SessionId(1),
+                    collection: collection.clone(),
+                    step: step.clone(),
+                }
                 .encode()
-        };
-        exchange.messages += 1;
-        exchange.total_bytes += frame.len();
-        exchange.record_bytes += record_bytes(&step.records);
-        exchange.records += step.records.len();
-        let receiver = if from_a { &mut *b } else { &mut *a };
-        let asks_nothing = step.asks_nothing();
-        for record in std::mem::take(&mut step.records) {
-            receiver.apply(record.key, record.state);
+            };
+            exchange.messages += 1;
+            exchange.total_bytes += frame.len();
+            exchange.record_bytes += record_bytes(&step.records);
+            exchange.records += step.records.len();
+            truncated |= step.truncated;
+            let receiver = if from_a { &mut *b } else { &mut *a };
+            let asks_nothing = step.asks_nothing();
+            for record in std::mem::take(&mut step.records) {
+                receiver.apply(record.key, record.state);
+            }
+            if asks_nothing {
+                break;
+            }
+            step = respond(receiver.merkle(), &step, &*receiver).unwrap();
+            from_a = !from_a;
         }
-        if asks_nothing {
+        if !truncated {
             return exchange;
         }
-        step = respond(receiver.merkle(), &step, &*receiver).unwrap();
-        from_a = !from_a;
     }
 }
 
@@ -114,9 +132,9 @@ fn reconciliation_report() {
     println!("built a store of {n_keys} keys in {:.1} s", started.elapsed().as_secs_f64());
     println!();
     println!(
-        "| d (differing keys) | messages | round trips | records sent | record bytes | overhead bytes | overhead KiB | time ms |"
+        "| d (differing keys) | exchanges | messages | round trips | records sent | record bytes | overhead bytes | overhead KiB | time ms |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for d in [1usize, 10, 100, 1_000, 10_000] {
         let mut a = base.clone();
         let mut b = base.clone();
@@ -127,7 +145,8 @@ fn reconciliation_report() {
         assert_eq!(a.merkle().root(), b.merkle().root(), "replicas did not converge");
         let overhead = exchange.total_bytes - exchange.record_bytes;
         println!(
-            "| {d} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            "| {d} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            exchange.exchanges,
             exchange.messages,
             exchange.messages.div_ceil(2),
             exchange.records,

@@ -248,25 +248,33 @@ fn run_partial(actions: &[Action], extra_keys: usize) -> Vec<Node> {
     nodes
 }
 
-/// Runs an exchange between nodes 0 and 1 until it ends; returns every key transferred.
+/// Runs exchanges between nodes 0 and 1 until one ends untruncated; returns every key
+/// transferred.
 fn reconcile(nodes: &mut [Node]) -> BTreeSet<String> {
     let c = coll();
     for node in nodes.iter_mut() {
         // Make sure both hold the collection (maybe empty).
         let _ = node.replica.start_reconcile(&c);
     }
-    let mut step = ReconcileStep::start(nodes[0].replica.collection(&c).unwrap().merkle());
     let mut transferred = BTreeSet::new();
-    let mut receiver = 1;
-    for _round in 0..64 {
-        transferred.extend(step.records.iter().map(|r| r.key.to_string()));
-        match nodes[receiver].replica.reconcile_step(&c, step).unwrap() {
-            None => return transferred,
-            Some(reply) => step = reply,
+    for _exchange in 0..100 {
+        let mut step = ReconcileStep::start(nodes[0].replica.collection(&c).unwrap().merkle());
+        let mut truncated = false;
+        let mut receiver = 1;
+        loop {
+            transferred.extend(step.records.iter().map(|r| r.key.to_string()));
+            truncated |= step.truncated;
+            match nodes[receiver].replica.reconcile_step(&c, step).unwrap() {
+                None => break,
+                Some(reply) => step = reply,
+            }
+            receiver = 1 - receiver;
         }
-        receiver = 1 - receiver;
+        if !truncated {
+            return transferred;
+        }
     }
-    panic!("reconciliation did not end in 64 messages");
+    panic!("reconciliation did not finish in 100 exchanges");
 }
 
 #[test]
@@ -307,4 +315,51 @@ fn reconciliation_of_large_replicas_finds_each_single_difference() {
         assert_eq!(root_a, root_b);
         assert_eq!(a, b);
     }
+}
+
+#[test]
+fn reconciliation_of_many_differences_runs_in_bounded_steps_and_converges() {
+    use weft_core::codec::DecodeLimits;
+    use weft_core::merkle::{STEP_NODES_MAX, STEP_RECORDS_MAX};
+    use weft_core::protocol::{ServerMessage, SessionId};
+    let c = coll();
+    let mut a = Replica::new(NodeId(1), ManualClock::new(T0));
+    let mut b = Replica::new(NodeId(2), ManualClock::new(T0));
+    // 6,000 records only on A, 2,500 only on B: far more than one step may carry.
+    for i in 0..6_000 {
+        a.put(&c, &RecordKey::new(format!("a{i}")).unwrap(), document(&[(0, i)])).unwrap();
+    }
+    for i in 0..2_500 {
+        b.put(&c, &RecordKey::new(format!("b{i}")).unwrap(), document(&[(0, i)])).unwrap();
+    }
+    let mut exchanges = 0;
+    loop {
+        exchanges += 1;
+        assert!(exchanges < 50, "no convergence");
+        let mut step = ReconcileStep::start(a.collection(&c).unwrap().merkle());
+        let mut truncated = false;
+        let mut a_receives = false;
+        loop {
+            assert!(step.records.len() <= STEP_RECORDS_MAX);
+            assert!(step.children.len() + step.leaves.len() <= STEP_NODES_MAX);
+            // Every step fits the default frame limits.
+            let frame =
+                ServerMessage::Reconcile { session_id: SessionId(1), collection: c.clone(), step: step.clone() }
+                    .encode();
+            assert!(ServerMessage::decode(&frame, &DecodeLimits::default()).is_ok(), "step of {} bytes", frame.len());
+            truncated |= step.truncated;
+            let receiver = if a_receives { &mut a } else { &mut b };
+            match receiver.reconcile_step(&c, step).unwrap() {
+                None => break,
+                Some(reply) => step = reply,
+            }
+            a_receives = !a_receives;
+        }
+        if !truncated {
+            break;
+        }
+    }
+    assert!(exchanges > 1, "the budget should have split the work");
+    assert_eq!(a.collection(&c).unwrap().merkle().root(), b.collection(&c).unwrap().merkle().root());
+    assert_eq!(a.collection(&c).unwrap().len(), 8_500);
 }

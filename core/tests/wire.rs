@@ -70,6 +70,7 @@ fn sample_step() -> ReconcileStep {
         ],
         want: vec![(p, 12345)],
         records: vec![sample_change()],
+        truncated: true,
     }
 }
 

@@ -10,5 +10,8 @@ mod reconcile;
 mod tree;
 
 pub use path::{BUCKET_NIBBLES, LEVEL_MAX, NodePath};
-pub use reconcile::{ChildDigests, LeafItem, LeafList, ReconcileError, ReconcileStep, RecordSource, respond};
+pub use reconcile::{
+    ChildDigests, LeafItem, LeafList, ReconcileError, ReconcileStep, RecordSource, STEP_NODES_MAX, STEP_RECORDS_MAX,
+    respond,
+};
 pub use tree::{LEAF_KEYS_MAX, LeafEntry, MerkleIndex, Summary};

@@ -16,6 +16,10 @@
 //! and a `want` for the sender's. A step that asks nothing (only records, or nothing)
 //! ends the exchange. For two replicas of 1M keys the exchange takes 7 messages.
 //!
+//! Steps are bounded ([`STEP_NODES_MAX`], [`STEP_RECORDS_MAX`]); what does not fit is
+//! left for a later exchange, flagged by `truncated`, and the initiator starts over once
+//! the current exchange ends.
+//!
 //! ```
 //! use weft_core::merkle::{MerkleIndex, ReconcileStep, RecordSource, respond};
 //! # use weft_core::change::Change; use weft_core::key::RecordKey;
@@ -90,7 +94,20 @@ pub struct ReconcileStep {
     pub want: Vec<(PartitionId, u64)>,
     /// Records the receiver lacks or holds in another version.
     pub records: Vec<Change>,
+    /// Some differences were left out to keep steps small (see [`STEP_NODES_MAX`],
+    /// [`STEP_RECORDS_MAX`]); carried to the end of the exchange, after which the
+    /// initiator starts a new one. Each exchange resolves some differences, so repeated
+    /// exchanges converge.
+    pub truncated: bool,
 }
+
+/// Most node descriptions (children lists plus leaf lists) in one step: keeps a step far
+/// below the frame limit (a leaf list is at most 32 × 18 bytes, a children list 271 × 8).
+pub const STEP_NODES_MAX: usize = 2_000;
+/// Most records in one step.
+pub const STEP_RECORDS_MAX: usize = 1_000;
+const _: () = assert!(STEP_NODES_MAX * 32 <= crate::codec::BATCH_LEN_MAX_DEFAULT * 10);
+const _: () = assert!(STEP_RECORDS_MAX <= crate::codec::BATCH_LEN_MAX_DEFAULT);
 
 /// A peer's step that cannot be answered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +148,7 @@ impl ReconcileStep {
 
     /// Appends the wire form (docs/protocol.md, "Reconcile").
     pub fn encode(&self, writer: &mut Writer) {
-        writer.array_len(5);
+        writer.array_len(6);
         writer.array_len(self.compare.len());
         for (path, digest) in &self.compare {
             writer.array_len(4);
@@ -170,6 +187,7 @@ impl ReconcileStep {
         for record in &self.records {
             record.encode(writer);
         }
+        writer.bool(self.truncated);
     }
 
     /// Reads the wire form.
@@ -263,7 +281,12 @@ impl ReconcileStep {
             step.records.push(Change::decode(reader)?);
         }
         reader.leave();
-        reader.skip_extra(len - 5)?;
+        let mut used = 5;
+        if len > 5 {
+            step.truncated = reader.bool("truncated")?;
+            used = 6;
+        }
+        reader.skip_extra(len - used)?;
         Ok(step)
     }
 }
@@ -300,7 +323,7 @@ pub fn respond(
     incoming: &ReconcileStep,
     source: &impl RecordSource,
 ) -> Result<ReconcileStep, ReconcileError> {
-    let mut out = ReconcileStep::default();
+    let mut out = ReconcileStep { truncated: incoming.truncated, ..ReconcileStep::default() };
     for (path, digest) in &incoming.compare {
         if index.summary(*path).digest as u64 != *digest {
             expand(index, *path, &mut out);
@@ -332,12 +355,20 @@ pub fn respond(
     }
     send.sort();
     send.dedup();
+    if send.len() > STEP_RECORDS_MAX {
+        send.truncate(STEP_RECORDS_MAX);
+        out.truncated = true;
+    }
     out.records = send.iter().filter_map(|key| source.record(key)).collect();
     Ok(out)
 }
 
 /// Describes a node that differs: its children, or its keys when there are few.
 fn expand(index: &MerkleIndex, path: NodePath, out: &mut ReconcileStep) {
+    if out.children.len() + out.leaves.len() >= STEP_NODES_MAX {
+        out.truncated = true;
+        return;
+    }
     let summary = index.summary(path);
     if summary.count <= LEAF_KEYS_MAX as u64 || path.level() >= LEVEL_MAX {
         let mut entries = Vec::new();

@@ -529,6 +529,7 @@ impl<C: ClockSource> Replica<C> {
                 }
             }
             ServerMessage::Reconcile { session_id, collection, step } => {
+                let mut truncated = step.truncated;
                 let reply = self
                     .reconcile_step(&collection, step)
                     .map_err(|source| ProtocolError::Reconcile { collection: collection.clone(), source })?;
@@ -536,11 +537,17 @@ impl<C: ClockSource> Replica<C> {
                 // the peer knows the exchange is over.
                 let done = reply.as_ref().is_none_or(ReconcileStep::asks_nothing);
                 if let Some(step) = reply {
+                    truncated |= step.truncated;
                     out.send.push(ClientMessage::Reconcile { session_id, collection: collection.clone(), step });
                 }
                 if done {
                     self.reconciliations.remove(&session_id);
-                    out.events.push(ReplicaEvent::Reconciled { collection });
+                    if truncated {
+                        // Steps were bounded and left differences out: go again.
+                        out.send.push(self.start_reconcile(&collection));
+                    } else {
+                        out.events.push(ReplicaEvent::Reconciled { collection });
+                    }
                 }
             }
             ServerMessage::Error { code, message, batch_id, fatal, .. } => {
