@@ -327,3 +327,21 @@ fn reconciliation_records_are_drift_checked_before_any_is_merged() {
     assert!(error.to_string().contains("ahead"), "{error}");
     assert_eq!(phone.get(&todos(), "a"), None);
 }
+
+#[test]
+fn reconciliation_that_needs_several_bounded_exchanges_restarts_until_done() {
+    let mut server = TestServer::new();
+    let mut other = Replica::new(NodeId(2), ManualClock::new(T0));
+    for i in 0..3_000 {
+        other.put(&todos(), &RecordKey::new(format!("s{i}")).unwrap(), doc("server")).unwrap();
+    }
+    for change in other.outbox().unacknowledged() {
+        server.collection.apply(change.key.clone(), change.state.clone());
+    }
+    let mut phone = Replica::new(NodeId(1), ManualClock::new(T0));
+    let start = phone.start_reconcile(&todos());
+    let events = pump(&mut phone, &mut server, vec![start]);
+    assert_eq!(events.iter().filter(|e| matches!(e, ReplicaEvent::Reconciled { .. })).count(), 1, "{events:?}");
+    assert_eq!(phone.collection(&todos()).unwrap().len(), 3_000);
+    assert_eq!(phone.collection(&todos()).unwrap().merkle().root(), server.collection.merkle().root());
+}
