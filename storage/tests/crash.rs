@@ -72,11 +72,17 @@ fn crash_child() {
     let dir = PathBuf::from(dir);
     let (engine, _) = open(&dir);
     let mut next = acknowledged(&dir).last().map_or(0, |id| id + 1);
-    let mut side = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("acked.txt")).unwrap();
+    // A kill may have cut the previous child's last line short: cut the file back to its
+    // last newline (one syscall), so this child's first line does not glue onto it.
+    let side_path = dir.join("acked.txt");
+    let text = std::fs::read_to_string(&side_path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    let mut side = std::fs::OpenOptions::new().create(true).append(true).open(&side_path).unwrap();
+    side.set_len(complete as u64).unwrap();
     loop {
         engine.apply(batch(next)).unwrap();
-        // Only after the acknowledgement.
-        writeln!(side, "{next}").unwrap();
+        // Only after the acknowledgement; one write call per line.
+        side.write_all(format!("{next}\n").as_bytes()).unwrap();
         if next % 100 == 99 {
             engine.checkpoint(None).unwrap();
         }
