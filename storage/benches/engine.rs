@@ -4,7 +4,7 @@
 //! latency by batch size (1, 16, 256, 4096 changes) and concurrent writers (1, 8, 64),
 //! then recovery: open a store of `WEFT_BENCH_RECORDS` records (default 1M) with about
 //! 100 MB of WAL to replay. `-- --quick` runs 1 s per cell and 100k records;
-//! `-- --recovery-only` skips the throughput table.
+//! `-- --recovery-only` skips the throughput table, `-- --throughput-only` the recovery.
 //! Files go under `$WEFT_BENCH_DIR` (default: the system temp directory).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: bad setup should stop it")]
@@ -47,7 +47,11 @@ fn change(id: u64, key_space: u64) -> Change {
 
 fn open(dir: &Path) -> Engine {
     let store = SqliteStore::open(&dir.join("store.sqlite")).unwrap();
-    Engine::open(&dir.join("wal"), Box::new(store), EngineConfig::default()).unwrap().0
+    let mut config = EngineConfig::default();
+    if let Some(records) = std::env::var("WEFT_BENCH_FLUSH_RECORDS").ok().and_then(|v| v.parse().ok()) {
+        config.flush_records = records;
+    }
+    Engine::open(&dir.join("wal"), Box::new(store), config).unwrap().0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -57,8 +61,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn throughput(base: &Path, seconds: u64) {
     println!("| writers | changes per batch | durable changes/s | p50 ack ms | p99 ack ms |");
     println!("|---:|---:|---:|---:|---:|");
+    let only: Option<(usize, usize)> = std::env::var("WEFT_BENCH_CELL")
+        .ok()
+        .and_then(|v| v.split_once('x').and_then(|(w, b)| Some((w.parse().ok()?, b.parse().ok()?))));
     for writers in [1usize, 8, 64] {
         for batch in [1usize, 16, 256, 4096] {
+            if only.is_some_and(|cell| cell != (writers, batch)) {
+                continue;
+            }
             let dir = tempfile::tempdir_in(base).unwrap();
             let engine = Arc::new(open(dir.path()));
             let ids = Arc::new(AtomicU64::new(0));
@@ -163,7 +173,11 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let base = std::env::var_os("WEFT_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     if !std::env::args().any(|a| a == "--recovery-only") {
-        throughput(&base, if quick { 1 } else { 3 });
+        let seconds = std::env::var("WEFT_BENCH_SECONDS").ok().and_then(|v| v.parse().ok());
+        throughput(&base, seconds.unwrap_or(if quick { 1 } else { 3 }));
+    }
+    if std::env::args().any(|a| a == "--throughput-only") {
+        return;
     }
     let records = std::env::var("WEFT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick {
         100_000

@@ -53,7 +53,7 @@ impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig {
             wal: WalConfig::default(),
-            flush_records: 20_000,
+            flush_records: 100_000,
             cache_records: 100_000,
             flush_interval: std::time::Duration::from_secs(1),
         }
