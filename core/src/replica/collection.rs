@@ -58,7 +58,7 @@ impl Collection {
                 return None;
             }
             record.version = versioner.version();
-            debug_assert_eq!(record.version, full_version(record.hash, &record.state), "incremental version drifted");
+            debug_assert_eq!(record.version, record.state.version(record.hash), "incremental version drifted");
             return Some((record.hash, record.version));
         }
         let hash = key.hash();
@@ -203,11 +203,4 @@ fn prefetch_records(records: &HashMap<RecordKey, Box<StoredRecord>>, changes: &[
     for record in found {
         record.state.fields.prefetch();
     }
-}
-
-/// Recomputes a version hash from scratch (checks the incremental one in debug builds).
-pub fn full_version(hash: KeyHash, state: &RecordState) -> VersionHash {
-    let mut versioner = Versioner::new(hash, VersionHash::default());
-    state.add_hashes(&mut versioner);
-    versioner.version()
 }

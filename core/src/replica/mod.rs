@@ -33,7 +33,7 @@ mod outbox;
 
 use std::collections::BTreeMap;
 
-pub use collection::{Collection, full_version};
+pub use collection::Collection;
 pub use outbox::{InFlight, Outbox};
 
 use crate::change::Change;
