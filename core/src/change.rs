@@ -32,9 +32,11 @@ pub struct Change {
 }
 
 impl Change {
-    /// Whether this change deletes the record (authorization treats it as a delete).
+    /// Whether this change deletes the record (authorization treats it as a delete). A
+    /// `put` carries a delete at its own timestamp followed by its writes; that is a
+    /// write, not a delete.
     pub fn is_delete(&self) -> bool {
-        self.state.deleted.is_some()
+        self.state.deleted.is_some_and(|deleted| self.state.presence.is_none_or(|present| present < deleted))
     }
 
     /// Appends the wire form.

@@ -14,7 +14,7 @@ use weft_core::hlc::{Hlc, NodeId};
 use weft_core::key::{CollectionName, PartitionId, RecordKey};
 use weft_core::merkle::{ChildDigests, LeafItem, LeafList, NodePath, ReconcileStep};
 use weft_core::protocol::{
-    BatchId, ClientMessage, Cursor, ErrorCode, LogId, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
+    BatchId, ClientMessage, Cursor, ErrorCode, LogId, PROTOCOL_VERSION, ServerMessage, SessionId, Shape, SubscriptionId,
 };
 use weft_core::value::{Document, Value};
 
@@ -87,11 +87,13 @@ fn client_messages() -> Vec<ClientMessage> {
             subscription_id: SubscriptionId(3),
             collection: CollectionName::new("todos").unwrap(),
             cursor: Some(sample_cursor()),
+            shape: None,
         },
         ClientMessage::Subscribe {
             subscription_id: SubscriptionId(4),
             collection: CollectionName::new("todos").unwrap(),
             cursor: None,
+            shape: Some(Shape::from([("owner", Value::from("alice")), ("done", Value::from(false))])),
         },
         ClientMessage::Unsubscribe { subscription_id: SubscriptionId(3) },
         ClientMessage::Reconcile {
@@ -138,6 +140,11 @@ fn server_messages() -> Vec<ServerMessage> {
             fatal: true,
         },
         ServerMessage::Pong { nonce: 77 },
+        ServerMessage::Removed {
+            subscription_id: SubscriptionId(2),
+            keys: vec![RecordKey::new("t1").unwrap(), RecordKey::new("t2").unwrap()],
+            cursor: sample_cursor(),
+        },
     ]
 }
 

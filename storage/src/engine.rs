@@ -32,6 +32,7 @@ use weft_core::crdt::{RecordState, VersionHash};
 use weft_core::key::{CollectionName, KeyHash, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
+use crate::feed::{Feed, FeedBatch, FeedFilter, FeedRecord};
 use crate::store::{RecordStore, StoreError, StoredRecord, WriteBatch};
 use crate::wal::{Receipt, Recovery, Wal, WalConfig, WalError, WalPosition};
 
@@ -111,6 +112,21 @@ pub struct AppliedChange {
     pub seq: u64,
 }
 
+/// A batch logged and merged but perhaps not yet durable (see [`Engine::append`]).
+#[derive(Debug)]
+#[must_use = "the batch is not durable until Engine::wait returns"]
+pub struct Appended {
+    applied: Vec<AppliedChange>,
+    receipt: Option<Receipt>,
+    flush: bool,
+}
+
+struct Merged {
+    partition: PartitionId,
+    seq: u64,
+    observed: Option<FeedRecord>,
+}
+
 #[derive(Debug)]
 struct CollectionMeta {
     merkle: MerkleIndex,
@@ -165,6 +181,7 @@ struct Shared {
     /// no longer matches the log, so the engine refuses writes until restarted (replay
     /// then merges the whole batch, in order).
     failed: Mutex<Option<String>>,
+    feed: Mutex<Option<Feed>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -241,9 +258,9 @@ impl Inner {
         Ok(record)
     }
 
-    /// Merges one change; returns the partition and new sequence number if it changed the
-    /// record.
-    fn merge(&mut self, change: Change) -> Result<Option<(PartitionId, u64)>, StoreError> {
+    /// Merges one change; returns what changed if it changed the record (with the
+    /// record's states before and after when `observe` is set).
+    fn merge(&mut self, change: Change, observe: bool) -> Result<Option<Merged>, StoreError> {
         let id = (change.collection, change.key);
         let hash = id.1.hash();
         let current = self.take_record(&id, hash)?;
@@ -251,16 +268,26 @@ impl Inner {
             Some((record, was_dirty)) => (record.state, record.version, record.seq, was_dirty),
             None => (RecordState::default(), VersionHash::default(), 0, false),
         };
+        let before = (observe && seq > 0).then(|| state.clone());
         let meta = self.collections.entry(id.0.clone()).or_insert_with(CollectionMeta::new);
         let outcome = match state.join(hash, version, change.state) {
             Some(new_version) => {
                 let slot = &mut meta.seqs[hash.partition.index()];
                 *slot += 1;
                 meta.merkle.set(hash, &id.1, Some(new_version));
+                let after = observe.then(|| state.clone());
                 let record = StoredRecord { seq: *slot, version: new_version, state };
                 let seq = record.seq;
+                let observed = after.map(|after| FeedRecord {
+                    collection: id.0.clone(),
+                    key: id.1.clone(),
+                    partition: hash.partition,
+                    seq,
+                    before,
+                    after,
+                });
                 self.dirty.insert(id, record);
-                Some((hash.partition, seq))
+                Some(Merged { partition: hash.partition, seq, observed })
             }
             None => {
                 // Unchanged: back where it came from.
@@ -432,7 +459,7 @@ impl Engine {
                 }
             };
             for change in changes {
-                if let Err(error) = inner.merge(change) {
+                if let Err(error) = inner.merge(change, false) {
                     failure = Some(error.into());
                     return;
                 }
@@ -469,6 +496,7 @@ impl Engine {
             flush_wanted: std::sync::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             failed: Mutex::new(None),
+            feed: Mutex::new(None),
         });
         let flusher_shared = Arc::clone(&shared);
         let flusher = std::thread::Builder::new()
@@ -488,31 +516,66 @@ impl Engine {
     /// sequence numbers of the records they changed. Changes must already be validated
     /// (drift, authorization) by the caller.
     pub fn apply(&self, changes: Vec<Change>) -> Result<Vec<AppliedChange>, EngineError> {
+        let appended = self.append(changes, 0)?;
+        self.wait(appended)
+    }
+
+    /// First half of [`Engine::apply`]: logs and merges the batch and returns without
+    /// waiting for the WAL sync, so one caller can have several batches in flight (their
+    /// [`Engine::wait`]s complete in append order). `origin` tags the batch in the change
+    /// feed.
+    pub fn append(&self, changes: Vec<Change>, origin: u64) -> Result<Appended, EngineError> {
         if changes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Appended { applied: Vec::new(), receipt: None, flush: false });
         }
         self.check_failed()?;
         let payload = encode_batch(&changes);
-        let (receipt, applied, flush) = {
-            let mut inner = self.shared.lock();
-            let receipt = self.shared.wal.append(&payload)?;
-            let mut applied = Vec::new();
-            for (index, change) in changes.into_iter().enumerate() {
-                match inner.merge(change) {
-                    Ok(Some((partition, seq))) => applied.push(AppliedChange { index, partition, seq }),
-                    Ok(None) => {}
-                    Err(error) => {
-                        *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
-                        return Err(error.into());
-                    }
+        let mut inner = self.shared.lock();
+        let receipt = self.shared.wal.append(&payload)?;
+        let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
+        let feed = feed_guard.as_ref();
+        let mut observed = Vec::new();
+        let mut last_filtered: Option<(CollectionName, bool)> = None;
+        let mut applied = Vec::new();
+        for (index, change) in changes.into_iter().enumerate() {
+            let observe = match (feed, &last_filtered) {
+                (None, _) => false,
+                (Some(_), Some((collection, wanted))) if *collection == change.collection => *wanted,
+                (Some(feed), _) => {
+                    let wanted = (feed.filter)(&change.collection);
+                    last_filtered = Some((change.collection.clone(), wanted));
+                    wanted
+                }
+            };
+            match inner.merge(change, observe) {
+                Ok(Some(merged)) => {
+                    applied.push(AppliedChange { index, partition: merged.partition, seq: merged.seq });
+                    observed.extend(merged.observed);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                    return Err(error.into());
                 }
             }
-            inner.applied = Some(receipt.position);
-            inner.last_receipt = Some(receipt);
-            (receipt, applied, inner.dirty.len() >= self.shared.config.flush_records.max(1))
-        };
+        }
+        inner.applied = Some(receipt.position);
+        inner.last_receipt = Some(receipt);
+        if let Some(feed) = feed
+            && !observed.is_empty()
+        {
+            // A gone receiver means nobody listens any more; nothing to do.
+            let _ = feed.sender.send(FeedBatch { receipt, origin, records: observed });
+        }
+        let flush = inner.dirty.len() >= self.shared.config.flush_records.max(1);
+        Ok(Appended { applied, receipt: Some(receipt), flush })
+    }
+
+    /// Second half of [`Engine::apply`]: waits until the batch is durable.
+    pub fn wait(&self, appended: Appended) -> Result<Vec<AppliedChange>, EngineError> {
+        let Some(receipt) = appended.receipt else { return Ok(appended.applied) };
         self.shared.wal.wait_durable(receipt)?;
-        if flush {
+        if appended.flush {
             self.shared.flush_wanted.notify_one();
             // Backpressure: far past the bound, the writer waits for a flush itself.
             let far_behind = self.shared.lock().dirty.len() >= self.shared.config.flush_records.saturating_mul(4);
@@ -521,7 +584,47 @@ impl Engine {
                 self.shared.flush_locked(&guard)?;
             }
         }
-        Ok(applied)
+        Ok(appended.applied)
+    }
+
+    /// Waits until the WAL record behind `receipt` (from a [`FeedBatch`]) is durable.
+    pub fn wait_durable(&self, receipt: Receipt) -> Result<(), EngineError> {
+        self.shared.wal.wait_durable(receipt)?;
+        Ok(())
+    }
+
+    /// Starts the change feed: from now on every appended batch that changes records of a
+    /// collection `filter` selects is sent to `sender` (see [`crate::feed`]). Replaces an
+    /// earlier feed.
+    pub fn set_feed(&self, filter: FeedFilter, sender: std::sync::mpsc::Sender<FeedBatch>) {
+        *self.shared.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Feed { filter, sender });
+    }
+
+    /// Stops the change feed (its receiver then sees the channel close).
+    pub fn stop_feed(&self) {
+        *self.shared.feed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The sequence number last assigned in each partition of `collection` (index =
+    /// partition number; all zero for an unknown collection).
+    pub fn seqs(&self, collection: &CollectionName) -> Vec<u64> {
+        self.shared
+            .lock()
+            .collections
+            .get(collection)
+            .map_or_else(|| vec![0; PARTITION_COUNT as usize], |meta| meta.seqs.clone())
+    }
+
+    /// Latency histogram of the WAL's group writes (write + `fdatasync`).
+    pub fn wal_sync_stats(&self) -> crate::wal::SyncSnapshot {
+        self.shared.wal.sync_stats()
+    }
+
+    /// The collections that hold records.
+    pub fn collections(&self) -> Vec<CollectionName> {
+        let mut names: Vec<CollectionName> = self.shared.lock().collections.keys().cloned().collect();
+        names.sort();
+        names
     }
 
     /// Writes every dirty record to the store (with the checkpoint) once the WAL records
@@ -578,15 +681,30 @@ impl Engine {
         Ok(lock_store(&self.shared.store).scan(collection, after, limit)?)
     }
 
-    /// Up to `limit` keys changed in a (collection, partition) after sequence `after_seq`.
+    /// Up to `limit` records changed in a (collection, partition) after sequence
+    /// `after_seq`, in sequence order. Flushes first so that the store has everything;
+    /// a caller walking many partitions flushes once with [`Engine::flush`] and then
+    /// uses [`Engine::changes_since_flushed`].
     pub fn changes_since(
         &self,
         collection: &CollectionName,
         partition: PartitionId,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, RecordKey)>, EngineError> {
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
         self.flush()?;
+        self.changes_since_flushed(collection, partition, after_seq, limit)
+    }
+
+    /// [`Engine::changes_since`] without the flush: sees what the store held at the
+    /// caller's last flush (later changes reach a subscriber through the change feed).
+    pub fn changes_since_flushed(
+        &self,
+        collection: &CollectionName,
+        partition: PartitionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
         Ok(lock_store(&self.shared.store).changes_since(collection, partition, after_seq, limit)?)
     }
 

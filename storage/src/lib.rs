@@ -6,10 +6,14 @@
 //! - [`wal`]: the write-ahead log — segmented files of checksummed records, group commit
 //!   with `fdatasync`, recovery that truncates a torn tail and refuses mid-log damage,
 //!   and repair that keeps every valid record and moves the rest aside.
-//!
-//! The record store (SQLite and in-memory), checkpoints and the storage engine API are
-//! the next parts of this crate (see docs/storage.md).
+//! - [`store`]: the record store behind one trait (SQLite by default, in-memory for
+//!   tests), holding records, the per-partition sequence index and the checkpoint.
+//! - [`engine`]: the API the server uses — apply a batch (returns once durable), read,
+//!   scan, changes since a sequence number, merkle reconciliation — with checkpoints,
+//!   bounded caches and recovery.
+//! - [`feed`]: the change feed that tells subscribers what each batch changed.
 
 pub mod engine;
+pub mod feed;
 pub mod store;
 pub mod wal;

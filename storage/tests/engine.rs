@@ -90,13 +90,14 @@ fn apply_read_scan_and_changes_since_on_both_backends() {
         let applied = engine.apply(vec![update]).unwrap();
         let mut seen = BTreeMap::new();
         for p in 0..weft_core::key::PARTITION_COUNT {
-            for (seq, key) in engine.changes_since(&todos(), PartitionId::new(p).unwrap(), 0, 1000).unwrap() {
-                assert!(seen.insert(key.to_string(), (p, seq)).is_none(), "{key} listed twice");
+            for (key, record) in engine.changes_since(&todos(), PartitionId::new(p).unwrap(), 0, 1000).unwrap() {
+                assert!(seen.insert(key.to_string(), (p, record.seq)).is_none(), "{key} listed twice");
             }
         }
         assert_eq!(seen.len(), 50);
         assert_eq!(seen["k07"], (partition.get(), applied[0].seq));
         let since = engine.changes_since(&todos(), partition, applied[0].seq - 1, 10).unwrap();
+        let since: Vec<(u64, RecordKey)> = since.into_iter().map(|(key, record)| (record.seq, key)).collect();
         assert_eq!(since, vec![(applied[0].seq, RecordKey::new("k07").unwrap())]);
         engine.close().unwrap();
     }

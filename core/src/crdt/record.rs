@@ -147,6 +147,18 @@ impl RecordState {
         Some(document)
     }
 
+    /// The fields as they were last written, even if the record is deleted since (what a
+    /// tombstone "was": authorization rules judge deletes by it).
+    pub fn last_document(&self) -> Document {
+        let mut document = Document::new();
+        for (name, field) in self.fields.iter() {
+            if let Some(value) = field.value(None) {
+                document.insert(name.to_owned(), value);
+            }
+        }
+        document
+    }
+
     /// The value of one visible field.
     pub fn field(&self, name: &str) -> Option<Value> {
         if !self.is_visible() {

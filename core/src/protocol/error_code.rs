@@ -20,7 +20,7 @@ pub enum ErrorCode {
     UnknownMessageType,
     /// 7: a change's timestamp is too far ahead of the receiver's clock.
     ClockDrift,
-    /// 8: no token, or an invalid or expired one.
+    /// 8: no token where one is required.
     Unauthenticated,
     /// 9: the rules deny this operation.
     Forbidden,
@@ -42,6 +42,12 @@ pub enum ErrorCode {
     Internal,
     /// 18: the server is shutting down or not ready; retry elsewhere or later.
     Unavailable,
+    /// 19: the token has expired (or has no `exp`); get a fresh one.
+    TokenExpired,
+    /// 20: the token's signature does not verify, or it is not a valid token at all.
+    TokenInvalid,
+    /// 21: a valid token for someone else: wrong issuer or audience.
+    TokenRejected,
     /// A code from a newer protocol revision.
     Other(u16),
 }
@@ -68,6 +74,9 @@ impl ErrorCode {
             ErrorCode::UnexpectedMessage => 16,
             ErrorCode::Internal => 17,
             ErrorCode::Unavailable => 18,
+            ErrorCode::TokenExpired => 19,
+            ErrorCode::TokenInvalid => 20,
+            ErrorCode::TokenRejected => 21,
             ErrorCode::Other(code) => code,
         }
     }
@@ -93,6 +102,9 @@ impl ErrorCode {
             16 => ErrorCode::UnexpectedMessage,
             17 => ErrorCode::Internal,
             18 => ErrorCode::Unavailable,
+            19 => ErrorCode::TokenExpired,
+            20 => ErrorCode::TokenInvalid,
+            21 => ErrorCode::TokenRejected,
             other => ErrorCode::Other(other),
         }
     }

@@ -13,6 +13,8 @@ use crate::merkle::ReconcileStep;
 
 use super::cursor::Cursor;
 use super::error_code::ErrorCode;
+use super::shape::Shape;
+use crate::key::RecordKey;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -60,6 +62,8 @@ pub enum ClientMessage {
         collection: CollectionName,
         /// Where the client's copy is; `None` for everything.
         cursor: Option<Cursor>,
+        /// Only records inside this shape; `None` for the whole collection.
+        shape: Option<Shape>,
     },
     /// Type 4. Ends a subscription.
     Unsubscribe {
@@ -139,6 +143,16 @@ pub enum ServerMessage {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// Type 70. Records that left a subscription's view (they no longer match its shape,
+    /// or the rules no longer let this client read them): drop the local copies.
+    Removed {
+        /// The subscription.
+        subscription_id: SubscriptionId,
+        /// The records.
+        keys: Vec<RecordKey>,
+        /// The cursor after these removals.
+        cursor: Cursor,
+    },
 }
 
 const HELLO: u64 = 1;
@@ -153,6 +167,7 @@ const CHANGES: u64 = 66;
 const SERVER_RECONCILE: u64 = 67;
 const ERROR: u64 = 68;
 const PONG: u64 = 69;
+const REMOVED: u64 = 70;
 
 fn encode_changes(changes: &[Change], writer: &mut Writer) {
     writer.array_len(changes.len());
@@ -225,14 +240,17 @@ impl ClientMessage {
                 writer.uint(batch_id.0);
                 encode_changes(changes, &mut writer);
             }
-            ClientMessage::Subscribe { subscription_id, collection, cursor } => {
-                writer.array_len(4);
+            ClientMessage::Subscribe { subscription_id, collection, cursor, shape } => {
+                writer.array_len(if shape.is_some() { 5 } else { 4 });
                 writer.uint(SUBSCRIBE);
                 writer.uint(subscription_id.0 as u64);
                 writer.str(collection.as_str());
                 match cursor {
                     Some(cursor) => cursor.encode(&mut writer),
                     None => writer.nil(),
+                }
+                if let Some(shape) = shape {
+                    shape.encode(&mut writer);
                 }
             }
             ClientMessage::Unsubscribe { subscription_id } => {
@@ -279,7 +297,8 @@ impl ClientMessage {
                 let subscription_id = SubscriptionId(reader.u32("subscription id")?);
                 let collection = decode_collection(&mut reader)?;
                 let cursor = if reader.take_nil() { None } else { Some(Cursor::decode(&mut reader)?) };
-                (ClientMessage::Subscribe { subscription_id, collection, cursor }, 3)
+                let shape = if fields >= 4 && !reader.take_nil() { Some(Shape::decode(&mut reader)?) } else { None };
+                (ClientMessage::Subscribe { subscription_id, collection, cursor, shape }, 3 + usize::from(fields >= 4))
             }
             UNSUBSCRIBE => {
                 require(fields, 1, &reader, "unsubscribe")?;
@@ -355,6 +374,16 @@ impl ServerMessage {
                 writer.uint(PONG);
                 writer.uint(*nonce);
             }
+            ServerMessage::Removed { subscription_id, keys, cursor } => {
+                writer.array_len(4);
+                writer.uint(REMOVED);
+                writer.uint(subscription_id.0 as u64);
+                writer.array_len(keys.len());
+                for key in keys {
+                    writer.str(key.as_str());
+                }
+                cursor.encode(&mut writer);
+            }
         }
         writer.into_bytes()
     }
@@ -402,6 +431,24 @@ impl ServerMessage {
             PONG => {
                 require(fields, 1, &reader, "pong")?;
                 (ServerMessage::Pong { nonce: reader.u64("nonce")? }, 1)
+            }
+            REMOVED => {
+                require(fields, 3, &reader, "removed")?;
+                let subscription_id = SubscriptionId(reader.u32("subscription id")?);
+                let len = reader.array_max(reader.limits().batch_len_max, "removed keys")?;
+                let mut keys = Vec::with_capacity(len);
+                for _ in 0..len {
+                    let at = reader.position();
+                    let key = reader.str_max(crate::key::KEY_BYTES_MAX, "removed key")?;
+                    keys.push(RecordKey::new(key).map_err(|error| DecodeError::Invalid {
+                        at,
+                        what: "removed key",
+                        reason: error.to_string(),
+                    })?);
+                }
+                reader.leave();
+                let cursor = Cursor::decode(&mut reader)?;
+                (ServerMessage::Removed { subscription_id, keys, cursor }, 3)
             }
             tag => return Err(DecodeError::UnknownMessageType { tag }),
         };

@@ -5,12 +5,16 @@
 //! documented byte by byte in docs/protocol.md.
 
 mod cursor;
+mod envelope;
 mod error_code;
 mod message;
+mod shape;
 
 pub use cursor::{Cursor, LogId};
+pub use envelope::{ENVELOPE_FRAMES_MAX, decode_envelope, encode_envelope};
 pub use error_code::ErrorCode;
 pub use message::{
     BatchId, ClientMessage, ERROR_MESSAGE_BYTES_MAX, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
     TOKEN_BYTES_MAX,
 };
+pub use shape::{SHAPE_CONDITIONS_MAX, Shape};

@@ -174,6 +174,18 @@ impl Collection {
         gone.len()
     }
 
+    /// Drops a record from this replica (it left the subscribed view); the server still
+    /// has it. Returns whether the record was here.
+    pub fn forget(&mut self, key: &RecordKey) -> bool {
+        match self.records.remove(key.as_str()) {
+            Some(record) => {
+                self.merkle.set(record.hash, key, None);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The record's whole state as a change (used to send it to a peer).
     pub fn record_change(&self, key: &RecordKey) -> Option<Change> {
         let record = self.records.get(key.as_str())?;

@@ -42,7 +42,7 @@ use crate::hlc::{ClockDriftError, ClockSource, Hlc, HlcClock, MAX_DRIFT_MS_DEFAU
 use crate::key::{CollectionName, KeyError, RecordKey, validate_field_name};
 use crate::merkle::{ReconcileError, ReconcileStep, respond};
 use crate::protocol::{
-    BatchId, ClientMessage, Cursor, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
+    BatchId, ClientMessage, Cursor, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId, Shape, SubscriptionId,
 };
 use crate::value::{Document, Value};
 
@@ -147,6 +147,14 @@ pub enum ReplicaEvent {
         /// The records that changed.
         keys: Vec<RecordKey>,
     },
+    /// Records left a subscription's view (its shape, or what the rules let this client
+    /// read); their local copies were dropped.
+    Removed {
+        /// The collection.
+        collection: CollectionName,
+        /// The records dropped.
+        keys: Vec<RecordKey>,
+    },
     /// A subscription finished catching up.
     CaughtUp {
         /// The collection.
@@ -185,7 +193,7 @@ pub struct Replica<C> {
     collections: BTreeMap<CollectionName, Collection>,
     outbox: Outbox,
     cursors: BTreeMap<CollectionName, Cursor>,
-    subscriptions: BTreeMap<SubscriptionId, CollectionName>,
+    subscriptions: BTreeMap<SubscriptionId, (CollectionName, Option<Shape>)>,
     next_subscription_id: u32,
     reconciliations: BTreeMap<SessionId, CollectionName>,
     next_session_id: u32,
@@ -416,20 +424,28 @@ impl<C: ClockSource> Replica<C> {
     /// Subscribes to a collection. Returns the message to send now if connected;
     /// otherwise it is sent after the next welcome.
     pub fn subscribe(&mut self, collection: &CollectionName) -> Option<ClientMessage> {
-        if let Some((id, _)) = self.subscriptions.iter().find(|(_, c)| *c == collection) {
+        self.subscribe_shape(collection, None)
+    }
+
+    /// Subscribes to the records of a collection inside `shape` (`None`: all of them).
+    /// One subscription per collection: subscribing again replaces the shape.
+    pub fn subscribe_shape(&mut self, collection: &CollectionName, shape: Option<Shape>) -> Option<ClientMessage> {
+        if let Some((id, entry)) = self.subscriptions.iter_mut().find(|(_, (c, _))| c == collection) {
             let id = *id;
+            entry.1 = shape;
             return self.connected.then(|| self.subscribe_message(id));
         }
         self.next_subscription_id += 1;
         let id = SubscriptionId(self.next_subscription_id);
-        self.subscriptions.insert(id, collection.clone());
+        self.subscriptions.insert(id, (collection.clone(), shape));
         self.connected.then(|| self.subscribe_message(id))
     }
 
     fn subscribe_message(&self, id: SubscriptionId) -> ClientMessage {
-        let collection = self.subscriptions.get(&id).cloned().unwrap_or_else(|| unreachable!("known subscription"));
+        let (collection, shape) =
+            self.subscriptions.get(&id).cloned().unwrap_or_else(|| unreachable!("known subscription"));
         let cursor = self.cursors.get(&collection).cloned();
-        ClientMessage::Subscribe { subscription_id: id, collection, cursor }
+        ClientMessage::Subscribe { subscription_id: id, collection, cursor, shape }
     }
 
     /// The next batch of local changes to push, if connected and any are pending.
@@ -507,7 +523,7 @@ impl<C: ClockSource> Replica<C> {
                 let collection = self
                     .subscriptions
                     .get(&subscription_id)
-                    .cloned()
+                    .map(|(collection, _)| collection.clone())
                     .ok_or(ProtocolError::UnknownSubscription(subscription_id))?;
                 if let Some(stray) = changes.iter().find(|c| c.collection != collection) {
                     return Err(ProtocolError::ForeignChange {
@@ -569,13 +585,27 @@ impl<C: ClockSource> Replica<C> {
                     self.disconnected();
                 }
             }
+            ServerMessage::Removed { subscription_id, keys, cursor } => {
+                let collection = self
+                    .subscriptions
+                    .get(&subscription_id)
+                    .map(|(collection, _)| collection.clone())
+                    .ok_or(ProtocolError::UnknownSubscription(subscription_id))?;
+                let target = self.collection_mut(&collection);
+                let keys: Vec<RecordKey> = keys.into_iter().filter(|key| target.forget(key)).collect();
+                self.cursors.entry(collection.clone()).or_insert_with(|| Cursor::new(cursor.log)).merge(&cursor);
+                if !keys.is_empty() {
+                    out.events.push(ReplicaEvent::Removed { collection, keys });
+                }
+            }
             ServerMessage::Pong { .. } => {}
         }
         Ok(out)
     }
 }
 
-fn validate_document(document: &Document) -> Result<(), WriteError> {
+/// Checks a document a writer is about to write: field names and nesting depth.
+pub fn validate_document(document: &Document) -> Result<(), WriteError> {
     for (name, value) in document {
         validate_field_name(name)?;
         if depth(value) > VALUE_DEPTH_MAX {

@@ -74,10 +74,18 @@ impl RecordStore for MemoryStore {
         partition: PartitionId,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
         let from = (collection.clone(), partition, after_seq.saturating_add(1));
         let to = (collection.clone(), partition, u64::MAX);
-        Ok(self.by_seq.range(from..=to).take(limit).map(|((_, _, seq), key)| (*seq, key.clone())).collect())
+        Ok(self
+            .by_seq
+            .range(from..=to)
+            .take(limit)
+            .filter_map(|(_, key)| {
+                let record = self.records.get(&(collection.clone(), key.clone()))?;
+                Some((key.clone(), record.clone()))
+            })
+            .collect())
     }
 
     fn for_each_version(

@@ -97,15 +97,16 @@ pub trait RecordStore: Send {
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError>;
 
-    /// Up to `limit` keys of a (collection, partition) log with a sequence number
-    /// greater than `after_seq`, in sequence order.
+    /// Up to `limit` records of a (collection, partition) log with a sequence number
+    /// greater than `after_seq`, in sequence order (each record appears once, at its
+    /// latest sequence number).
     fn changes_since(
         &self,
         collection: &CollectionName,
         partition: PartitionId,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, RecordKey)>, StoreError>;
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError>;
 
     /// Every (collection, key, version, seq) — for rebuilding the merkle index and the
     /// sequence counters at start-up, without decoding states.

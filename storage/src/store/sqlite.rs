@@ -206,24 +206,33 @@ impl RecordStore for SqliteStore {
         partition: PartitionId,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached(
-                "SELECT seq, key FROM records WHERE collection = ?1 AND partition = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                "SELECT key, seq, version, state FROM records \
+                 WHERE collection = ?1 AND partition = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
             )
             .map_err(self.error())?;
         let rows = statement
             .query_map(
                 params![collection.as_str(), partition.get(), after_seq as i64, limit.min(i64::MAX as usize) as i64],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                    ))
+                },
             )
             .map_err(self.error())?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, key) = row.map_err(self.error())?;
+            let (key, seq, version, state) = row.map_err(self.error())?;
+            let record = stored(collection.as_str(), &key, seq, &version, &state)?;
             let key = RecordKey::new(key.clone()).map_err(|error| corrupt(collection.as_str(), &key, error))?;
-            out.push((seq as u64, key));
+            out.push((key, record));
         }
         Ok(out)
     }

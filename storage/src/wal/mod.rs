@@ -19,6 +19,7 @@
 mod record;
 mod recovery;
 mod segment;
+mod stats;
 
 use std::fs::File;
 use std::io::Write;
@@ -28,8 +29,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use record::PAYLOAD_BYTES_MAX;
-pub use recovery::{Recovery, RepairReport, TailKind, TornTail, repair};
+pub use recovery::{Recovery, RepairReport, TailKind, TornTail, VerifyReport, repair, verify};
 pub use segment::{FORMAT_VERSION, WalPosition};
+pub use stats::{SYNC_BUCKETS_SECONDS, SyncSnapshot};
 
 /// Why the log cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,7 @@ struct Shared {
     state: Mutex<State>,
     work: Condvar,
     durable: Condvar,
+    stats: stats::SyncStats,
 }
 
 impl Shared {
@@ -199,6 +202,7 @@ impl Wal {
             }),
             work: Condvar::new(),
             durable: Condvar::new(),
+            stats: stats::SyncStats::default(),
         });
         let writer_shared = Arc::clone(&shared);
         let segment_number = recovery.end.segment;
@@ -264,6 +268,11 @@ impl Wal {
         let receipt = self.append(payload)?;
         self.wait_durable(receipt)?;
         Ok(receipt)
+    }
+
+    /// Latency histogram of group writes (write + `fdatasync`) so far.
+    pub fn sync_stats(&self) -> SyncSnapshot {
+        self.shared.stats.snapshot()
     }
 
     /// Where the next record will go.
@@ -343,7 +352,10 @@ fn writer_loop(shared: &Shared, mut file: File, mut segment_number: u64) {
             take_group(&mut state, shared.config.group_bytes_max)
         };
         let last_seq = group.last().map_or(0, |q| q.seq);
+        let bytes: usize = group.iter().map(|q| q.framed.len()).sum();
+        let started = std::time::Instant::now();
         let outcome = write_group(shared, &mut file, &mut segment_number, group);
+        shared.stats.record(started.elapsed(), bytes as u64);
         let mut state = shared.lock();
         match outcome {
             Ok(()) => state.durable_seq = last_seq,

@@ -205,6 +205,67 @@ pub fn recover(
     Ok(recovery)
 }
 
+/// What [`verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files.
+    pub segments: u64,
+    /// Valid records.
+    pub records: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Where the valid log ends.
+    pub end: WalPosition,
+    /// Damage at the very end that opening would truncate (not an error).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Checks every segment in `dir` without changing anything: the same rules as opening
+/// (a torn tail is reported, damage before the tail or a missing segment is an error
+/// naming segment and offset).
+pub fn verify(dir: &Path) -> Result<VerifyReport, WalError> {
+    let numbers = segment::list(dir)?;
+    let mut report = VerifyReport {
+        segments: numbers.len() as u64,
+        records: 0,
+        payload_bytes: 0,
+        end: WalPosition::default(),
+        torn_tail: None,
+    };
+    let Some(&last) = numbers.last() else { return Ok(report) };
+    for &number in &numbers {
+        let path = segment::path(dir, number);
+        let len = fs::metadata(&path).map_err(io("inspect", &path))?.len();
+        if number == last && len < segment::HEADER_BYTES as u64 {
+            report.torn_tail = Some(TornTail { at: report.end, bytes: len, kind: TailKind::Incomplete });
+            continue;
+        }
+        let (_, bytes) = read_segment(dir, number)?;
+        let end = scan_segment(&bytes, |_, payload| {
+            report.records += 1;
+            report.payload_bytes += payload.len() as u64;
+        });
+        match end {
+            SegmentEnd::Clean(offset) => report.end = WalPosition { segment: number, offset },
+            SegmentEnd::Tail { offset, kind } if number == last => {
+                let at = WalPosition { segment: number, offset };
+                report.torn_tail = Some(TornTail { at, bytes: bytes.len() as u64 - offset, kind });
+                report.end = at;
+            }
+            SegmentEnd::Tail { offset, kind } => {
+                return Err(WalError::Corrupt {
+                    at: WalPosition { segment: number, offset },
+                    reason: format!("{kind:?} damage in segment {number}, which is not the last"),
+                });
+            }
+            SegmentEnd::Corrupt { offset, reason } => {
+                return Err(WalError::Corrupt { at: WalPosition { segment: number, offset }, reason });
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// Creates segment `number` with its header, synced, and syncs the directory entry.
 pub(crate) fn create_segment(dir: &Path, number: u64) -> Result<File, WalError> {
     use std::io::Write;

@@ -1,0 +1,4 @@
+//! The operator commands besides `serve`: WAL verification and repair, JSON-lines
+//! import and export, and the load generator.
+
+pub mod wal;

@@ -1,0 +1,315 @@
+//! Server configuration: defaults, then a TOML file, then `WEFT_*` environment
+//! variables, then command-line flags (each later source wins). The effective
+//! configuration is printed at start-up with secrets masked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::rules::RuleSpec;
+
+/// Everything `weft serve` needs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the WAL and the SQLite store live.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Development mode: no auth, every operation allowed, loopback only.
+    pub dev: bool,
+    /// Allow `dev` on a non-loopback address (never do this on a network you do not own).
+    pub dev_allow_remote: bool,
+    /// A directory of static files served at `/` (the example app), if any.
+    pub static_dir: Option<PathBuf>,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Limits on what one client may send.
+    pub limits: LimitsConfig,
+    /// Storage engine settings.
+    pub storage: StorageConfig,
+    /// Authorization rules per collection (`"*"` applies to collections not listed).
+    pub collections: BTreeMap<String, RuleSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./weft-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            dev: false,
+            dev_allow_remote: false,
+            static_dir: None,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+            collections: BTreeMap::new(),
+        }
+    }
+}
+
+/// How tokens are verified. Exactly the keys given are accepted.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Shared secret for HS256 tokens.
+    pub hs256_secret: Option<String>,
+    /// PEM file with the RSA public key for RS256 tokens.
+    pub rs256_public_key: Option<PathBuf>,
+    /// PEM file with the Ed25519 public key for EdDSA tokens.
+    pub eddsa_public_key: Option<PathBuf>,
+    /// A JWKS document on disk.
+    pub jwks_file: Option<PathBuf>,
+    /// A JWKS URL, fetched at start-up and refreshed when a token names an unknown key.
+    pub jwks_url: Option<String>,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    pub audience: Option<String>,
+    /// The claim holding the user's roles (a string or a list of strings).
+    pub roles_claim: Option<String>,
+    /// Allowed clock skew when checking `exp` and `nbf`, in seconds.
+    pub leeway_seconds: Option<u64>,
+}
+
+/// Per-client limits; each violation is answered with its error code.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest frame or HTTP body, in bytes.
+    pub frame_bytes_max: usize,
+    /// Most changes in one batch.
+    pub batch_changes_max: usize,
+    /// Deepest nesting of a frame.
+    pub depth_max: usize,
+    /// Sustained changes per second per connection (token bucket).
+    pub ops_per_second: u32,
+    /// Burst above the sustained rate.
+    pub ops_burst: u32,
+    /// Most subscriptions on one connection.
+    pub subscriptions_max: usize,
+    /// Most concurrent WebSocket connections from one IP address.
+    pub connections_per_ip: usize,
+    /// Frames queued for one connection before it counts as a slow consumer.
+    pub outbound_queue_frames: usize,
+    /// Batches one connection may have waiting for durability.
+    pub inflight_batches: usize,
+    /// Largest accepted lead of a client's HLC over the server clock, in milliseconds.
+    pub max_drift_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            frame_bytes_max: weft_core::codec::FRAME_BYTES_MAX_DEFAULT,
+            batch_changes_max: weft_core::codec::BATCH_LEN_MAX_DEFAULT,
+            depth_max: weft_core::codec::DEPTH_MAX_DEFAULT,
+            ops_per_second: 200_000,
+            ops_burst: 400_000,
+            subscriptions_max: 64,
+            connections_per_ip: 1024,
+            outbound_queue_frames: 1024,
+            inflight_batches: 64,
+            max_drift_ms: weft_core::hlc::MAX_DRIFT_MS_DEFAULT,
+        }
+    }
+}
+
+/// Storage engine settings (see docs/storage.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Dirty records that trigger a flush to SQLite.
+    pub flush_records: usize,
+    /// Clean records cached in memory.
+    pub cache_records: usize,
+    /// Longest a write waits for companions before the WAL syncs, in microseconds.
+    pub group_commit_delay_us: u64,
+    /// Checkpoint (and drop WAL segments before it) this often, in seconds.
+    pub checkpoint_interval_s: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        let engine = weft_storage::engine::EngineConfig::default();
+        StorageConfig {
+            flush_records: engine.flush_records,
+            cache_records: engine.cache_records,
+            group_commit_delay_us: engine.wal.group_delay.as_micros() as u64,
+            checkpoint_interval_s: 60,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The engine settings these make.
+    pub fn engine_config(&self) -> weft_storage::engine::EngineConfig {
+        let mut engine = weft_storage::engine::EngineConfig {
+            flush_records: self.flush_records.max(1),
+            cache_records: self.cache_records.max(1),
+            ..weft_storage::engine::EngineConfig::default()
+        };
+        engine.wal.group_delay = Duration::from_micros(self.group_commit_delay_us);
+        engine
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A setting has an impossible value.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_toml(&text).map_err(|error| match error {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_path_buf(), source },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::new(), source: Box::new(source) })
+    }
+
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.dev && !self.listen.ip().is_loopback() && !self.dev_allow_remote {
+            return Err(ConfigError::Invalid(format!(
+                "--dev disables authentication, so it only binds loopback addresses; {} is not one \
+                 (pass --dev-allow-remote to force it)",
+                self.listen
+            )));
+        }
+        let auth = &self.auth;
+        let has_key = auth.hs256_secret.is_some()
+            || auth.rs256_public_key.is_some()
+            || auth.eddsa_public_key.is_some()
+            || auth.jwks_file.is_some()
+            || auth.jwks_url.is_some();
+        if !self.dev && !has_key {
+            return Err(ConfigError::Invalid(
+                "no token verification key configured (auth.hs256_secret, auth.rs256_public_key, \
+                 auth.eddsa_public_key, auth.jwks_file or auth.jwks_url); use --dev for local development"
+                    .to_owned(),
+            ));
+        }
+        if self.limits.batch_changes_max == 0 || self.limits.frame_bytes_max < 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.batch_changes_max must be > 0 and frame_bytes_max >= 1024".into(),
+            ));
+        }
+        for (collection, spec) in &self.collections {
+            spec.compile().map_err(|error| ConfigError::Invalid(format!("collections.{collection}: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as printed at start-up, secrets masked.
+    pub fn describe(&self) -> String {
+        fn opt<T: std::fmt::Debug>(value: &Option<T>) -> String {
+            value.as_ref().map_or_else(|| "-".to_owned(), |v| format!("{v:?}"))
+        }
+        let auth = &self.auth;
+        let mut out = String::new();
+        let mut line = |name: &str, value: String| out.push_str(&format!("  {name:<32} {value}\n"));
+        line("data_dir", self.data_dir.display().to_string());
+        line("listen", self.listen.to_string());
+        line("dev", self.dev.to_string());
+        line("static_dir", opt(&self.static_dir));
+        line("auth.hs256_secret", auth.hs256_secret.as_ref().map_or("-".into(), |_| "****".into()));
+        line("auth.rs256_public_key", opt(&auth.rs256_public_key));
+        line("auth.eddsa_public_key", opt(&auth.eddsa_public_key));
+        line("auth.jwks_file", opt(&auth.jwks_file));
+        line("auth.jwks_url", opt(&auth.jwks_url));
+        line("auth.issuer", opt(&auth.issuer));
+        line("auth.audience", opt(&auth.audience));
+        line("auth.roles_claim", auth.roles_claim.clone().unwrap_or_else(|| "roles".into()));
+        let limits = &self.limits;
+        line("limits.frame_bytes_max", limits.frame_bytes_max.to_string());
+        line("limits.batch_changes_max", limits.batch_changes_max.to_string());
+        line("limits.depth_max", limits.depth_max.to_string());
+        line("limits.ops_per_second", format!("{} (burst {})", limits.ops_per_second, limits.ops_burst));
+        line("limits.subscriptions_max", limits.subscriptions_max.to_string());
+        line("limits.connections_per_ip", limits.connections_per_ip.to_string());
+        line("limits.outbound_queue_frames", limits.outbound_queue_frames.to_string());
+        line("limits.inflight_batches", limits.inflight_batches.to_string());
+        line("limits.max_drift_ms", limits.max_drift_ms.to_string());
+        let storage = &self.storage;
+        line("storage.flush_records", storage.flush_records.to_string());
+        line("storage.cache_records", storage.cache_records.to_string());
+        line("storage.group_commit_delay_us", storage.group_commit_delay_us.to_string());
+        line("storage.checkpoint_interval_s", storage.checkpoint_interval_s.to_string());
+        let rules = if self.dev {
+            "dev mode: every operation allowed".to_owned()
+        } else if self.collections.is_empty() {
+            "none (everything denied)".to_owned()
+        } else {
+            self.collections.keys().cloned().collect::<Vec<_>>().join(", ")
+        };
+        line("collections (rules)", rules);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let config = Config::from_toml("listen = \"0.0.0.0:9000\"\n[limits]\nbatch_changes_max = 5\n").unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.batch_changes_max, 5);
+        assert_eq!(config.limits.subscriptions_max, LimitsConfig::default().subscriptions_max);
+        let error = Config::from_toml("lisen = \"0.0.0.0:9000\"").unwrap_err().to_string();
+        assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn dev_mode_refuses_non_loopback_addresses_unless_forced() {
+        let mut config = Config { dev: true, listen: "0.0.0.0:7070".parse().unwrap(), ..Config::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("loopback"));
+        config.dev_allow_remote = true;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_masked_when_printed() {
+        let mut config = Config::default();
+        config.auth.hs256_secret = Some("hunter2-very-secret".into());
+        let printed = config.describe();
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("****"));
+    }
+
+    #[test]
+    fn without_a_key_outside_dev_mode_start_up_is_refused() {
+        assert!(Config::default().validate().unwrap_err().to_string().contains("no token verification key"));
+    }
+}

@@ -1,0 +1,83 @@
+//! The HTTP side: routes, bearer-token auth, and errors as JSON with the protocol's
+//! codes.
+//!
+//! - `GET /v1/ws` — the WebSocket sync endpoint ([`crate::ws`]).
+//! - `POST /v1/sync` — push and pull in one stateless request ([`sync`]).
+//! - `GET /v1/collections/{c}/records/{id}`, `GET /v1/collections/{c}` ([`records`]).
+//! - `GET /health/live`, `GET /health/ready`, `GET /metrics` ([`health`]).
+
+pub mod health;
+pub mod records;
+pub mod sync;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use weft_core::protocol::ErrorCode;
+
+use crate::auth::Principal;
+use crate::state::AppState;
+use crate::sync::OpError;
+
+/// Every route of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(crate::ws::upgrade))
+        .route("/v1/sync", post(sync::sync))
+        .route("/v1/collections/{collection}", get(records::list))
+        .route("/v1/collections/{collection}/records/{id}", get(records::get_record))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
+}
+
+/// The HTTP status for a protocol error code.
+pub fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Unauthenticated | ErrorCode::TokenExpired | ErrorCode::TokenInvalid | ErrorCode::TokenRejected => {
+            StatusCode::UNAUTHORIZED
+        }
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::UnknownCollection => StatusCode::NOT_FOUND,
+        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited | ErrorCode::TooManySubscriptions => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// `{"error": {"code": 9, "name": "Forbidden", "message": "...", "op_index": 0}}` with
+/// the matching status.
+pub fn error_response(state: &AppState, error: &OpError) -> Response {
+    state.metrics.error(error.code);
+    let body = serde_json::json!({
+        "error": {
+            "code": error.code.as_u16(),
+            "name": format!("{:?}", error.code),
+            "message": error.message,
+            "op_index": error.op_index,
+        }
+    });
+    (status_for(error.code), axum::Json(body)).into_response()
+}
+
+/// The caller of an HTTP request, from its `Authorization: Bearer` header.
+pub fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, OpError> {
+    let token = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| OpError::new(ErrorCode::TokenInvalid, "Authorization header is not ASCII"))?;
+            Some(value.strip_prefix("Bearer ").ok_or_else(|| {
+                OpError::new(ErrorCode::TokenInvalid, "Authorization header must be `Bearer <token>`")
+            })?)
+        }
+    };
+    state.authenticate(token).map_err(|error| OpError::new(error.code(), error.to_string()))
+}

@@ -1,0 +1,24 @@
+//! # weft-server
+//!
+//! The Weft sync server and the `weft` command (DESIGN §4, §8, §9).
+//!
+//! - [`serve`]: start-up (listener first, then recovery, then ready) and graceful
+//!   shutdown; [`config`]: file, env and flag settings.
+//! - [`ws`] and [`http`]: the transports — WebSocket `/v1/ws`, `POST /v1/sync`, record
+//!   reads, health and metrics — over the shared sync operations in [`sync`].
+//! - [`auth`]: JWT verification and the per-collection rules; [`limits`]: rate and
+//!   connection limits; [`metrics`]: Prometheus counters.
+//! - [`hub`]: subscriptions and the fan-out of the storage engine's change feed.
+//! - [`cli`]: the operator commands (`wal`, `import`, `export`, `bench`).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+pub mod serve;
+pub mod state;
+pub mod sync;
+pub mod ws;

@@ -1,0 +1,133 @@
+//! The `weft` command: `serve`, `wal`, `import`, `export`, `bench`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weft_server::config::Config;
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "Weft: a local-first sync database server", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sync server (embedded SQLite storage; data in ./weft-data by default).
+    Serve(ServeArgs),
+    /// Inspect or repair the write-ahead log of a stopped server.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data directory (WAL and SQLite store).
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:7070.
+    #[arg(long, env = "WEFT_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// TOML configuration file (flags and WEFT_* variables override it).
+    #[arg(long, env = "WEFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Development mode: no authentication, every operation allowed, loopback only.
+    #[arg(long, env = "WEFT_DEV")]
+    dev: bool,
+    /// Allow --dev on a non-loopback address.
+    #[arg(long, requires = "dev")]
+    dev_allow_remote: bool,
+    /// Shared secret for HS256 tokens.
+    #[arg(long, env = "WEFT_AUTH_HS256_SECRET", hide_env_values = true)]
+    hs256_secret: Option<String>,
+    /// JWKS URL for RS256/EdDSA tokens.
+    #[arg(long, env = "WEFT_AUTH_JWKS_URL")]
+    jwks_url: Option<String>,
+    /// Required token issuer.
+    #[arg(long, env = "WEFT_AUTH_ISSUER")]
+    issuer: Option<String>,
+    /// Required token audience.
+    #[arg(long, env = "WEFT_AUTH_AUDIENCE")]
+    audience: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Check every WAL segment without changing anything.
+    Verify {
+        /// Data directory of the server.
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = "./weft-data")]
+        data_dir: PathBuf,
+    },
+    /// Keep every valid record before the first damage; move the rest to wal/damaged/.
+    Repair {
+        /// Data directory of the server.
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = "./weft-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    config.dev |= args.dev;
+    config.dev_allow_remote |= args.dev_allow_remote;
+    if args.hs256_secret.is_some() {
+        config.auth.hs256_secret = args.hs256_secret;
+    }
+    if args.jwks_url.is_some() {
+        config.auth.jwks_url = args.jwks_url;
+    }
+    if args.issuer.is_some() {
+        config.auth.issuer = args.issuer;
+    }
+    if args.audience.is_some() {
+        config.auth.audience = args.audience;
+    }
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = serve_config(args)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async move {
+                let server = weft_server::serve::Server::bind(config.clone()).await?;
+                let address = server.local_addr()?;
+                eprintln!(
+                    "weft {} serving on http://{address}\nconfiguration:\n{}",
+                    env!("CARGO_PKG_VERSION"),
+                    config.describe()
+                );
+                server.run(weft_server::serve::shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Wal { command: WalCommand::Verify { data_dir } } => {
+            print!("{}", weft_server::cli::wal::verify(&data_dir)?);
+        }
+        Command::Wal { command: WalCommand::Repair { data_dir } } => {
+            print!("{}", weft_server::cli::wal::repair(&data_dir)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! What every request handler shares: configuration, the storage engine (once recovery
+//! is done), auth, the hub, metrics and the server's clock.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use weft_core::codec::DecodeLimits;
+use weft_core::hlc::{HlcClock, NodeId, SystemClock};
+use weft_core::protocol::{ErrorCode, LogId};
+use weft_storage::engine::Engine;
+
+use crate::auth::Principal;
+use crate::auth::jwt::{AuthError, Verifier};
+use crate::auth::rules::Rules;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::limits::{ConnectionCounter, ConnectionSlot};
+use crate::metrics::Metrics;
+use crate::sync::OpError;
+
+/// Shared server state.
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Config,
+    engine: OnceLock<Arc<Engine>>,
+    /// Token verification (`None` in dev mode).
+    pub verifier: Option<Verifier>,
+    /// Authorization rules.
+    pub rules: Rules,
+    /// Subscriptions and live fan-out.
+    pub hub: Arc<Hub>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    connections: Arc<ConnectionCounter>,
+    /// Identity of this node's change log (cursors from another log are not used).
+    pub log_id: LogId,
+    /// This node's HLC node id.
+    pub node_id: NodeId,
+    /// The server's clock: drift checks and server-stamped (JSON) writes.
+    pub clock: Mutex<HlcClock<SystemClock>>,
+    next_connection: AtomicU64,
+    /// Flips to true when shutdown starts.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for `config`, before the engine is opened.
+    pub fn new(config: Config, verifier: Option<Verifier>, log_id: LogId) -> Result<AppState, String> {
+        let rules = Rules::new(&config.collections, config.dev)?;
+        // The node id only has to differ between writers; derive it from the log id so
+        // that it is stable for a data directory.
+        let node_id = NodeId(log_id.0 | 1 << 63);
+        let clock = HlcClock::new(node_id, SystemClock).with_max_drift_ms(config.limits.max_drift_ms);
+        Ok(AppState {
+            config,
+            engine: OnceLock::new(),
+            verifier,
+            rules,
+            hub: Arc::new(Hub::default()),
+            metrics: Arc::new(Metrics::default()),
+            connections: Arc::new(ConnectionCounter::default()),
+            log_id,
+            node_id,
+            clock: Mutex::new(clock),
+            next_connection: AtomicU64::new(1),
+            shutdown: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Installs the engine once recovery is done: from then on the server is ready.
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// Whether recovery is done and the server is not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.engine.get().is_some() && !*self.shutdown.borrow()
+    }
+
+    /// The engine, or `Unavailable` while recovering.
+    pub fn engine(&self) -> Result<&Arc<Engine>, OpError> {
+        self.engine.get().ok_or_else(|| OpError::new(ErrorCode::Unavailable, "the server is still recovering; retry"))
+    }
+
+    /// The engine if open (for shutdown).
+    pub fn engine_if_open(&self) -> Option<&Arc<Engine>> {
+        self.engine.get()
+    }
+
+    /// Decode limits for client frames.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        let limits = &self.config.limits;
+        DecodeLimits {
+            frame_bytes_max: limits.frame_bytes_max,
+            depth_max: limits.depth_max,
+            batch_len_max: limits.batch_changes_max,
+            ..DecodeLimits::default()
+        }
+    }
+
+    /// Checks a token (or its absence) and returns the caller.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError> {
+        match &self.verifier {
+            None => Ok(Principal::dev()),
+            Some(verifier) => verifier.verify(token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?),
+        }
+    }
+
+    /// A fresh connection id (never 0: 0 tags writes with no connection).
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes a connection slot for `ip`, or `None` at the per-IP limit.
+    pub fn connection_slot(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        self.connections.acquire(ip, self.config.limits.connections_per_ip)
+    }
+
+    /// The server clock, locked.
+    pub fn lock_clock(&self) -> std::sync::MutexGuard<'_, HlcClock<SystemClock>> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

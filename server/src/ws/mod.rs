@@ -1,0 +1,401 @@
+//! The WebSocket endpoint `/v1/ws`: one task reads and handles the client's frames in
+//! order, an ack pipeline acknowledges batches in the order they were sent once they
+//! are durable, and a writer ([`writer`]) owns the socket's sending half.
+//!
+//! Flow of a push: the reader checks the batch and appends it to the engine (logged and
+//! merged, on a blocking thread), then hands the pending batch to the ack pipeline and
+//! goes on reading — up to `limits.inflight_batches` batches wait for durability at
+//! once, which is what lets one connection share WAL syncs with itself. Refusals travel
+//! through the same pipeline, so acks and errors arrive in batch order.
+
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
+use tokio::sync::mpsc;
+use weft_core::key::CollectionName;
+use weft_core::protocol::{BatchId, ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SubscriptionId};
+use weft_storage::engine::Appended;
+
+use crate::auth::Principal;
+use crate::auth::rules::{Access, Operation};
+use crate::limits::{ConnectionSlot, RateLimiter};
+use crate::metrics::TransportLabels;
+use crate::state::AppState;
+use crate::sync::view::View;
+use crate::sync::{OpError, pull, push};
+use writer::Outbound;
+
+/// How long a new connection has to send its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+const WS: TransportLabels = TransportLabels { transport: "ws" };
+
+/// `GET /v1/ws`: upgrades, unless the caller's IP is at its connection limit.
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(slot) = state.connection_slot(address.ip()) else {
+        let error = OpError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many connections from {} (limit {}: limits.connections_per_ip)",
+                address.ip(),
+                state.config.limits.connections_per_ip
+            ),
+        );
+        return crate::http::error_response(&state, &error);
+    };
+    // Frames up to twice the limit are read and refused with FrameTooLarge (the
+    // connection stays usable); beyond that the socket layer drops the connection.
+    let hard_cap = state.config.limits.frame_bytes_max.saturating_mul(2).max(64 << 10);
+    upgrade
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| serve_connection(state, socket, slot))
+}
+
+async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: ConnectionSlot) {
+    let id = state.connection_id();
+    state.metrics.connections.inc();
+    state.metrics.connections_total.inc();
+    let limits = state.config.limits.clone();
+    let (sink, stream) = socket.split();
+    let listener = state.hub.connect(id, limits.outbound_queue_frames);
+    let (out, outbound) = mpsc::channel::<Outbound>(limits.outbound_queue_frames.max(1));
+    let (acks, pending) = mpsc::channel::<Pending>(limits.inflight_batches.max(1));
+    let writer = tokio::spawn(writer::run(Arc::clone(&state), sink, outbound, listener));
+    let acker = tokio::spawn(ack_pipeline(Arc::clone(&state), pending, out.clone()));
+    let mut connection = Connection {
+        state: Arc::clone(&state),
+        id,
+        out,
+        acks,
+        principal: None,
+        subscriptions: HashMap::new(),
+        limiter: RateLimiter::new(limits.ops_per_second, limits.ops_burst),
+    };
+    let shutting_down = connection.read(stream).await;
+    let Connection { out, acks, subscriptions, .. } = connection;
+    // Every batch already read is acknowledged (or refused) before the connection ends.
+    drop(acks);
+    let _ = acker.await;
+    if shutting_down {
+        let error = OpError::new(ErrorCode::Unavailable, "the server is shutting down; reconnect later");
+        let _ = out.send(Outbound::Message(error.to_message(None, true))).await;
+    }
+    drop(out);
+    let _ = writer.await;
+    state.hub.disconnect(id);
+    state.metrics.subscriptions.dec_by(subscriptions.len() as i64);
+    state.metrics.connections.dec();
+}
+
+/// A batch on its way to an ack.
+enum Pending {
+    Appended { batch_id: BatchId, appended: Appended, changes: usize, received: Instant },
+    Refused { batch_id: BatchId, error: OpError },
+}
+
+async fn ack_pipeline(state: Arc<AppState>, mut pending: mpsc::Receiver<Pending>, out: mpsc::Sender<Outbound>) {
+    while let Some(item) = pending.recv().await {
+        let message = match item {
+            Pending::Refused { batch_id, error } => error.to_message(Some(batch_id), false),
+            Pending::Appended { batch_id, appended, changes, received } => {
+                let engine = match state.engine() {
+                    Ok(engine) => Arc::clone(engine),
+                    Err(error) => {
+                        let _ = out.send(Outbound::Message(error.to_message(Some(batch_id), false))).await;
+                        continue;
+                    }
+                };
+                match tokio::task::spawn_blocking(move || engine.wait(appended)).await {
+                    Ok(Ok(_)) => {
+                        state.metrics.ops.get_or_create(&WS).inc_by(changes as u64);
+                        state.metrics.acks.get_or_create(&WS).inc();
+                        state.metrics.ack_latency.observe(received.elapsed().as_secs_f64());
+                        ServerMessage::Ack { batch_id }
+                    }
+                    Ok(Err(error)) => OpError::from(error).to_message(Some(batch_id), false),
+                    Err(_) => OpError::new(ErrorCode::Internal, "the write failed inside the server")
+                        .to_message(Some(batch_id), false),
+                }
+            }
+        };
+        if out.send(Outbound::Message(message)).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    id: u64,
+    out: mpsc::Sender<Outbound>,
+    acks: mpsc::Sender<Pending>,
+    principal: Option<Principal>,
+    subscriptions: HashMap<SubscriptionId, CollectionName>,
+    limiter: RateLimiter,
+}
+
+/// What to do after a frame.
+enum Next {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    /// Reads frames until the client leaves, a fatal error, or shutdown (returns true).
+    async fn read(&mut self, mut stream: SplitStream<WebSocket>) -> bool {
+        let mut shutdown = self.state.shutdown.subscribe();
+        if *shutdown.borrow() {
+            return true;
+        }
+        // The hello comes first, within HELLO_TIMEOUT.
+        let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+        let Ok(Some(Ok(first))) = first else { return false };
+        match self.handle_message(first).await {
+            Next::Continue if self.principal.is_some() => {}
+            _ => return false,
+        }
+        loop {
+            tokio::select! {
+                () = self.out.closed() => return false,
+                changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return true },
+                message = stream.next() => match message {
+                    Some(Ok(message)) => if let Next::Close = self.handle_message(message).await { return false },
+                    _ => return false,
+                },
+            }
+        }
+    }
+
+    async fn send(&self, message: ServerMessage) {
+        let _ = self.out.send(Outbound::Message(message)).await;
+    }
+
+    async fn refuse(&self, error: OpError, fatal: bool) -> Next {
+        self.send(error.to_message(None, fatal)).await;
+        if fatal { Next::Close } else { Next::Continue }
+    }
+
+    async fn handle_message(&mut self, message: Message) -> Next {
+        let bytes = match message {
+            Message::Binary(bytes) => bytes,
+            Message::Text(_) => {
+                let error =
+                    OpError::new(ErrorCode::Malformed, "text frame: the protocol uses binary MessagePack frames");
+                return self.refuse(error, self.principal.is_none()).await;
+            }
+            Message::Close(_) => return Next::Close,
+            Message::Ping(_) | Message::Pong(_) => return Next::Continue,
+        };
+        self.state.metrics.bytes_received.inc_by(bytes.len() as u64);
+        let limit = self.state.config.limits.frame_bytes_max;
+        if bytes.len() > limit {
+            let error = OpError::new(
+                ErrorCode::FrameTooLarge,
+                format!("frame of {} bytes, at most {limit} allowed", bytes.len()),
+            );
+            return self.refuse(error, self.principal.is_none()).await;
+        }
+        let message = match ClientMessage::decode(&bytes, &self.state.decode_limits()) {
+            Ok(message) => message,
+            Err(error) => {
+                let error = OpError::new(ErrorCode::from(&error), format!("frame refused: {error}"));
+                return self.refuse(error, self.principal.is_none()).await;
+            }
+        };
+        let Some(principal) = self.principal.clone() else {
+            return self.hello(message).await;
+        };
+        match message {
+            ClientMessage::Hello { .. } => {
+                self.refuse(OpError::new(ErrorCode::UnexpectedMessage, "hello sent twice on one connection"), false)
+                    .await
+            }
+            ClientMessage::Push { batch_id, changes } => self.push(principal, batch_id, changes).await,
+            ClientMessage::Subscribe { subscription_id, collection, cursor, shape } => {
+                self.subscribe(&principal, subscription_id, collection, cursor, shape).await
+            }
+            ClientMessage::Unsubscribe { subscription_id } => {
+                if let Some(collection) = self.subscriptions.remove(&subscription_id) {
+                    self.state.hub.unwatch(self.id, &collection);
+                    self.state.metrics.subscriptions.dec();
+                    let _ = self.out.send(Outbound::Unsubscribe(subscription_id)).await;
+                }
+                Next::Continue
+            }
+            ClientMessage::Reconcile { session_id, collection, step } => {
+                match crate::sync::reconcile::answer(&self.state, &principal, &collection, step, self.id).await {
+                    Ok(Some(step)) => self.send(ServerMessage::Reconcile { session_id, collection, step }).await,
+                    Ok(None) => {}
+                    Err(error) => self.send(error.to_message(None, false)).await,
+                }
+                Next::Continue
+            }
+            ClientMessage::Ping { nonce } => {
+                self.send(ServerMessage::Pong { nonce }).await;
+                Next::Continue
+            }
+        }
+    }
+
+    async fn hello(&mut self, message: ClientMessage) -> Next {
+        let ClientMessage::Hello { protocol_version, token, .. } = message else {
+            return self
+                .refuse(OpError::new(ErrorCode::UnexpectedMessage, "the first message must be a hello"), true)
+                .await;
+        };
+        if protocol_version != PROTOCOL_VERSION {
+            let error = OpError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            );
+            return self.refuse(error, true).await;
+        }
+        let mut verified = self.state.authenticate(token.as_deref());
+        if let (Err(crate::auth::jwt::AuthError::Invalid(_)), Some(verifier)) = (&verified, &self.state.verifier)
+            && verifier.has_jwks_url()
+            && verifier.refresh().await.is_ok()
+        {
+            // The key may have been rotated since the last fetch.
+            verified = self.state.authenticate(token.as_deref());
+        }
+        match verified {
+            Ok(principal) => {
+                self.principal = Some(principal);
+                let server_time_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                self.send(ServerMessage::Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    server_time_ms,
+                    node_id: self.state.node_id,
+                    partition_map_version: 0,
+                })
+                .await;
+                Next::Continue
+            }
+            Err(error) => self.refuse(OpError::new(error.code(), error.to_string()), true).await,
+        }
+    }
+
+    async fn push(&mut self, principal: Principal, batch_id: BatchId, changes: Vec<weft_core::change::Change>) -> Next {
+        let received = Instant::now();
+        let count = changes.len();
+        let pending = if !self.limiter.try_take(count) {
+            let limits = &self.state.config.limits;
+            let error = OpError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} changes/s (burst {}) on this connection; retry later",
+                    limits.ops_per_second, limits.ops_burst
+                ),
+            );
+            Pending::Refused { batch_id, error }
+        } else {
+            let state = Arc::clone(&self.state);
+            let origin = self.id;
+            let appended =
+                tokio::task::spawn_blocking(move || push::check_and_append(&state, &principal, changes, origin)).await;
+            match appended {
+                Ok(Ok(appended)) => Pending::Appended { batch_id, appended, changes: count, received },
+                Ok(Err(error)) => Pending::Refused { batch_id, error },
+                Err(_) => Pending::Refused {
+                    batch_id,
+                    error: OpError::new(ErrorCode::Internal, "the write failed inside the server"),
+                },
+            }
+        };
+        if self.acks.send(pending).await.is_err() { Next::Close } else { Next::Continue }
+    }
+
+    async fn subscribe(
+        &mut self,
+        principal: &Principal,
+        id: SubscriptionId,
+        collection: CollectionName,
+        cursor: Option<weft_core::protocol::Cursor>,
+        shape: Option<weft_core::protocol::Shape>,
+    ) -> Next {
+        let max = self.state.config.limits.subscriptions_max;
+        if !self.subscriptions.contains_key(&id) && self.subscriptions.len() >= max {
+            let error = OpError::new(
+                ErrorCode::TooManySubscriptions,
+                format!("subscription to {collection}: at most {max} subscriptions per connection"),
+            );
+            return self.refuse(error, false).await;
+        }
+        let access = self.state.rules.access(principal, collection.as_str(), Operation::Read);
+        if access == Access::Denied {
+            let error =
+                OpError::new(ErrorCode::Forbidden, format!("read of {collection} denied for {:?}", principal.sub));
+            return self.refuse(error, false).await;
+        }
+        let engine = match self.state.engine() {
+            Ok(engine) => Arc::clone(engine),
+            Err(error) => return self.refuse(error, false).await,
+        };
+        if let Some(previous) = self.subscriptions.insert(id, collection.clone()) {
+            self.state.hub.unwatch(self.id, &previous);
+        } else {
+            self.state.metrics.subscriptions.inc();
+        }
+        // Watch first, then read the store: every change is either in the catch-up or
+        // arrives live (held by the writer until catch-up is sent).
+        self.state.hub.watch(self.id, &collection);
+        let view = View { access, shape };
+        let _ = self.out.send(Outbound::Subscribe { id, collection: collection.clone(), view: view.clone() }).await;
+        let mut cursor = pull::start_cursor(self.state.log_id, cursor.as_ref());
+        let flushed = {
+            let engine = Arc::clone(&engine);
+            tokio::task::spawn_blocking(move || engine.flush()).await
+        };
+        if !matches!(flushed, Ok(Ok(_))) {
+            return self
+                .refuse(OpError::new(ErrorCode::Internal, "catch-up failed: storage flush failed"), false)
+                .await;
+        }
+        loop {
+            let page = {
+                let (engine, collection, from, view) =
+                    (Arc::clone(&engine), collection.clone(), cursor.clone(), view.clone());
+                tokio::task::spawn_blocking(move || pull::next_page(&engine, &collection, &from, &view)).await
+            };
+            let page = match page {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => return self.refuse(error, false).await,
+                Err(_) => return self.refuse(OpError::new(ErrorCode::Internal, "catch-up failed"), false).await,
+            };
+            if !page.removed.is_empty() {
+                self.send(ServerMessage::Removed { subscription_id: id, keys: page.removed, cursor: cursor.clone() })
+                    .await;
+            }
+            cursor = page.cursor;
+            let caught_up = page.caught_up;
+            self.send(ServerMessage::Changes {
+                subscription_id: id,
+                changes: page.changes,
+                cursor: cursor.clone(),
+                caught_up,
+            })
+            .await;
+            if caught_up {
+                break;
+            }
+        }
+        let _ = self.out.send(Outbound::CaughtUp(id)).await;
+        Next::Continue
+    }
+}
