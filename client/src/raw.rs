@@ -33,10 +33,22 @@ pub struct RawSender {
     sink: SplitSink<Socket, Message>,
 }
 
+impl std::fmt::Debug for RawSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSender").finish_non_exhaustive()
+    }
+}
+
 /// The receiving half.
 pub struct RawReceiver {
     stream: SplitStream<Socket>,
     limits: DecodeLimits,
+}
+
+impl std::fmt::Debug for RawReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawReceiver").finish_non_exhaustive()
+    }
 }
 
 /// Opens a WebSocket to `url` without saying hello.

@@ -1,6 +1,8 @@
 //! End-to-end sync over real sockets: convergence, late joiners, offline outboxes,
 //! shapes, HTTP and WebSocket on the same data, kill -9 under load, graceful shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,0 +1,235 @@
+//! Hostile and broken input: every bad frame gets its error code, the connection stays
+//! usable (only auth and version errors are fatal), the server keeps serving others, and
+//! nothing acknowledged is lost. Limits: rate, subscriptions, connections per IP, frame
+//! size, slow consumers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use weft_client::raw::{RawReceiver, RawSender};
+use weft_client::{Client, ClientConfig};
+use weft_core::change::Change;
+use weft_core::crdt::ops;
+use weft_core::hlc::{Hlc, NodeId};
+use weft_core::protocol::{BatchId, ClientMessage, ErrorCode, ServerMessage, SubscriptionId};
+use weft_core::value::Value;
+use weft_server::config::Config;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn change(id: &str, value: Value, wall_ms: u64) -> Change {
+    let hlc = Hlc::new(wall_ms, 0, NodeId(9));
+    Change { collection: todos(), key: key(id), hlc, state: ops::put(None, doc(&[("v", value)]), hlc) }
+}
+
+/// [2, 1, [20,000 × nil]]: more entries than the 10,000 a batch may hold.
+fn huge_batch() -> Vec<u8> {
+    let mut frame = vec![0x93, 0x02, 0x01, 0xdc, 0x4e, 0x20];
+    frame.extend(std::iter::repeat_n(0xc0, 20_000));
+    frame
+}
+
+fn push(batch: u64, changes: Vec<Change>) -> Vec<u8> {
+    ClientMessage::Push { batch_id: BatchId(batch), changes }.encode()
+}
+
+/// The next message must be an error with `code`, not fatal.
+async fn expect_error(receiver: &mut RawReceiver, code: ErrorCode, what: &str) -> String {
+    match receiver.recv().await.unwrap() {
+        Some(ServerMessage::Error { code: got, message, fatal, .. }) => {
+            assert_eq!(got, code, "{what}: {message}");
+            assert!(!fatal, "{what}: must not be fatal");
+            message
+        }
+        other => panic!("{what}: expected error {code:?}, got {other:?}"),
+    }
+}
+
+async fn still_usable(sender: &mut RawSender, receiver: &mut RawReceiver, nonce: u64) {
+    sender.send(&ClientMessage::Ping { nonce }).await.unwrap();
+    assert_eq!(receiver.recv().await.unwrap(), Some(ServerMessage::Pong { nonce }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_error_codes_and_the_connection_and_server_keep_working() {
+    let config = Config {
+        limits: weft_server::config::LimitsConfig { frame_bytes_max: 64 << 10, ..Default::default() },
+        ..dev_config()
+    };
+    let server = InProcess::start(config).await;
+    let url = server.url();
+    let bystander = Client::connect(ClientConfig::new(&url)).await.unwrap();
+    bystander.put(&todos(), &key("safe-1"), doc(&[("v", Value::from(1))])).unwrap();
+    bystander.synced().await.unwrap();
+
+    let (mut sender, mut receiver, _) = weft_client::raw::connect(&url, NodeId(9), None).await.unwrap();
+    let mut nonce = 0;
+    let valid = push(1, vec![change("kkkk", Value::from(1), now_ms())]);
+    let mut cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        ("not MessagePack", vec![0xc1, 0xc1], ErrorCode::Malformed),
+        ("truncated push", valid[..valid.len() / 2].to_vec(), ErrorCode::Malformed),
+        ("empty frame", Vec::new(), ErrorCode::Malformed),
+        ("unknown message type", vec![0x91, 0x63], ErrorCode::UnknownMessageType),
+        // [2, 1, array32 claiming 4 billion changes]: a lying length, refused before
+        // allocating anything.
+        ("lying batch count", vec![0x93, 0x02, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff], ErrorCode::Malformed),
+        ("batch count over the limit", huge_batch(), ErrorCode::BatchTooLarge),
+        (
+            "frame over the limit",
+            push(2, vec![change("big", Value::from("x".repeat(80 << 10)), now_ms())]),
+            ErrorCode::FrameTooLarge,
+        ),
+    ];
+    let mut invalid_utf8 = valid.clone();
+    let at = invalid_utf8.windows(4).position(|w| w == b"kkkk").unwrap();
+    invalid_utf8[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xfd, 0xfc]);
+    cases.push(("invalid UTF-8 key", invalid_utf8, ErrorCode::Malformed));
+    let mut deep = Value::from(1);
+    for _ in 0..100 {
+        deep = Value::Array(vec![deep]);
+    }
+    cases.push(("deep nesting", push(3, vec![change("deep", deep, now_ms())]), ErrorCode::NestingTooDeep));
+    for (what, frame, code) in cases {
+        sender.send_bytes(frame).await.unwrap();
+        expect_error(&mut receiver, code, what).await;
+        nonce += 1;
+        still_usable(&mut sender, &mut receiver, nonce).await;
+    }
+    sender.send_text("{\"hello\": true}").await.unwrap();
+    expect_error(&mut receiver, ErrorCode::Malformed, "text frame").await;
+
+    // A drifted clock refuses the batch, naming batch and change.
+    let drifted =
+        push(7, vec![change("ok", Value::from(1), now_ms()), change("late", Value::from(2), now_ms() + 3_600_000)]);
+    sender.send_bytes(drifted).await.unwrap();
+    match receiver.recv().await.unwrap() {
+        Some(ServerMessage::Error { code: ErrorCode::ClockDrift, batch_id, op_index, message, .. }) => {
+            assert_eq!((batch_id, op_index), (Some(BatchId(7)), Some(1)), "{message}");
+            assert!(message.contains("todos/late"), "{message}");
+        }
+        other => panic!("expected ClockDrift, got {other:?}"),
+    }
+    sender.send(&ClientMessage::Hello { protocol_version: 1, replica_id: NodeId(9), token: None }).await.unwrap();
+    expect_error(&mut receiver, ErrorCode::UnexpectedMessage, "second hello").await;
+
+    // The valid write still works, and nothing of the refused batches was applied.
+    sender.send_bytes(valid).await.unwrap();
+    assert_eq!(receiver.recv().await.unwrap(), Some(ServerMessage::Ack { batch_id: BatchId(1) }));
+    let engine = server.state.engine().unwrap();
+    assert!(engine.read(&todos(), &key("ok")).unwrap().is_none(), "a refused batch is all or nothing");
+    assert!(engine.read(&todos(), &key("kkkk")).unwrap().is_some());
+    bystander.put(&todos(), &key("safe-2"), doc(&[("v", Value::from(2))])).unwrap();
+    bystander.synced().await.unwrap();
+    assert!(engine.read(&todos(), &key("safe-1")).unwrap().is_some());
+    assert!(engine.read(&todos(), &key("safe-2")).unwrap().is_some());
+
+    // Before the hello, anything else is fatal; a wrong protocol version too.
+    let (mut early, mut early_rx) = weft_client::raw::open(&url).await.unwrap();
+    early.send(&ClientMessage::Ping { nonce: 1 }).await.unwrap();
+    assert!(matches!(
+        early_rx.recv().await.unwrap(),
+        Some(ServerMessage::Error { code: ErrorCode::UnexpectedMessage, fatal: true, .. })
+    ));
+    assert_eq!(early_rx.recv().await.unwrap(), None, "closed after a fatal error");
+    let (mut old, mut old_rx) = weft_client::raw::open(&url).await.unwrap();
+    old.send(&ClientMessage::Hello { protocol_version: 99, replica_id: NodeId(3), token: None }).await.unwrap();
+    assert!(matches!(
+        old_rx.recv().await.unwrap(),
+        Some(ServerMessage::Error { code: ErrorCode::UnsupportedVersion, fatal: true, .. })
+    ));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_subscription_and_connection_limits_answer_with_their_codes() {
+    let mut config = dev_config();
+    config.limits.ops_per_second = 10;
+    config.limits.ops_burst = 10;
+    config.limits.subscriptions_max = 2;
+    config.limits.connections_per_ip = 3;
+    let server = InProcess::start(config).await;
+    let url = server.url();
+    let (mut sender, mut receiver, _) = weft_client::raw::connect(&url, NodeId(9), None).await.unwrap();
+    let batch: Vec<Change> = (0..8).map(|i| change(&format!("r{i}"), Value::from(i), now_ms())).collect();
+    sender.send_bytes(push(1, batch.clone())).await.unwrap();
+    assert_eq!(receiver.recv().await.unwrap(), Some(ServerMessage::Ack { batch_id: BatchId(1) }));
+    sender.send_bytes(push(2, batch)).await.unwrap();
+    match receiver.recv().await.unwrap() {
+        Some(ServerMessage::Error {
+            code: ErrorCode::RateLimited, batch_id: Some(BatchId(2)), fatal: false, ..
+        }) => {}
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    for id in 1..=3 {
+        let name = weft_core::key::CollectionName::new(format!("c{id}")).unwrap();
+        sender
+            .send(&ClientMessage::Subscribe {
+                subscription_id: SubscriptionId(id),
+                collection: name,
+                cursor: None,
+                shape: None,
+            })
+            .await
+            .unwrap();
+        let reply = receiver.recv().await.unwrap();
+        if id <= 2 {
+            assert!(matches!(reply, Some(ServerMessage::Changes { caught_up: true, .. })), "{reply:?}");
+        } else {
+            assert!(
+                matches!(reply, Some(ServerMessage::Error { code: ErrorCode::TooManySubscriptions, .. })),
+                "{reply:?}"
+            );
+        }
+    }
+    let _second = weft_client::raw::connect(&url, NodeId(10), None).await.unwrap();
+    let _third = weft_client::raw::connect(&url, NodeId(11), None).await.unwrap();
+    match weft_client::raw::connect(&url, NodeId(12), None).await {
+        Err(weft_client::ClientError::Connect { reason, .. }) => assert!(reason.contains("429"), "{reason}"),
+        other => panic!("expected the fourth connection to be refused, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_is_disconnected_and_writers_are_unaffected() {
+    let mut config = dev_config();
+    config.limits.outbound_queue_frames = 4;
+    let server = InProcess::start(config).await;
+    let url = server.url();
+    let (mut slow, mut slow_rx, _) = weft_client::raw::connect(&url, NodeId(20), None).await.unwrap();
+    slow.send(&ClientMessage::Subscribe {
+        subscription_id: SubscriptionId(1),
+        collection: todos(),
+        cursor: None,
+        shape: None,
+    })
+    .await
+    .unwrap();
+    assert!(matches!(slow_rx.recv().await.unwrap(), Some(ServerMessage::Changes { caught_up: true, .. })));
+    // Now the slow client reads nothing while a writer pushes ~40 MB of changes.
+    let (mut writer, mut writer_rx, _) = weft_client::raw::connect(&url, NodeId(21), None).await.unwrap();
+    let payload = Value::from("y".repeat(4 << 10));
+    for batch in 0..100u64 {
+        let changes = (0..100).map(|i| change(&format!("w{batch}-{i}"), payload.clone(), now_ms())).collect();
+        writer.send_bytes(push(batch, changes)).await.unwrap();
+        assert_eq!(writer_rx.recv().await.unwrap(), Some(ServerMessage::Ack { batch_id: BatchId(batch) }));
+    }
+    let slow_consumers = || {
+        let metrics = server.state.metrics.render(&Default::default());
+        metrics.contains("weft_errors_total{code=\"15\"} 1")
+    };
+    assert!(eventually(WAIT, slow_consumers).await, "the slow consumer was not cut off");
+    // Its connection ends (after whatever was already in flight).
+    let drained = tokio::time::timeout(WAIT, async { while let Ok(Some(_)) = slow_rx.recv().await {} }).await;
+    assert!(drained.is_ok(), "connection still open");
+    drop(slow);
+    server.stop().await;
+}
