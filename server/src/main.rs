@@ -23,6 +23,88 @@ enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Import JSON lines (one object per record, key in `id`) into a collection.
+    Import {
+        /// Server URL, e.g. http://127.0.0.1:7070.
+        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// Collection to write.
+        #[arg(long)]
+        collection: String,
+        /// Bearer token, if the server requires one.
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The .jsonl file.
+        file: PathBuf,
+    },
+    /// Export a collection as JSON lines (key in `id`) to a file or stdout.
+    Export {
+        /// Server URL, e.g. http://127.0.0.1:7070.
+        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// Collection to read.
+        #[arg(long)]
+        collection: String,
+        /// Bearer token, if the server requires one.
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Output file (default: stdout).
+        file: Option<PathBuf>,
+    },
+    /// Load generator: durable write throughput and catch-up speed of a running server.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// N connections keep K batches of B changes in flight for S seconds.
+    Write {
+        /// Server URL.
+        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// Bearer token, if the server requires one.
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Concurrent connections (N).
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Changes per batch (B).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Batches in flight per connection (K).
+        #[arg(long, default_value_t = 4)]
+        inflight: usize,
+        /// Seconds to run (S).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Distinct keys written (random picks).
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Collection written.
+        #[arg(long, default_value = "bench")]
+        collection: String,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time an empty client catching up a fresh collection of R records.
+    Sync {
+        /// Server URL.
+        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// Bearer token, if the server requires one.
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Records (R).
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -127,6 +209,65 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Wal { command: WalCommand::Repair { data_dir } } => {
             print!("{}", weft_server::cli::wal::repair(&data_dir)?);
+        }
+        Command::Import { url, collection, token, file } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let client = weft_client::http::HttpClient::new(&url, token);
+            let count = runtime.block_on(weft_server::cli::transfer::import(&client, &collection, &file))?;
+            eprintln!("imported {count} records into {collection}");
+        }
+        Command::Export { url, collection, token, file } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let client = weft_client::http::HttpClient::new(&url, token);
+            let count = runtime.block_on(weft_server::cli::transfer::export(&client, &collection, file.as_deref()))?;
+            eprintln!("exported {count} records from {collection}");
+        }
+        Command::Bench { command } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            match command {
+                BenchCommand::Write { url, token, connections, batch, inflight, duration, keys, collection, json } => {
+                    let settings = weft_server::cli::bench::WriteBench {
+                        url,
+                        token,
+                        connections,
+                        batch,
+                        inflight,
+                        duration: std::time::Duration::from_secs(duration),
+                        keys,
+                        collection,
+                    };
+                    let report = runtime.block_on(weft_server::cli::bench::write(settings))?;
+                    if json {
+                        println!("{}", serde_json::to_string(&report)?);
+                    } else {
+                        println!(
+                            "{:.0} acked changes/s ({:.0} batches/s), batch ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
+                            report.acked_ops_per_sec,
+                            report.acked_batches_per_sec,
+                            report.p50_ms,
+                            report.p99_ms,
+                            report.max_ms,
+                            report.errors
+                        );
+                    }
+                }
+                BenchCommand::Sync { url, token, records, json } => {
+                    let report = runtime.block_on(weft_server::cli::bench::sync(&url, token, records))?;
+                    if json {
+                        println!("{}", serde_json::to_string(&report)?);
+                    } else {
+                        println!(
+                            "caught up {} records in {:.3} s ({:.0}/s); {} bytes on the wire for {} encoded ({:.2}x)",
+                            report.records,
+                            report.seconds,
+                            report.records_per_sec,
+                            report.wire_bytes,
+                            report.encoded_bytes,
+                            report.overhead_ratio
+                        );
+                    }
+                }
+            }
         }
     }
     Ok(())

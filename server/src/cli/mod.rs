@@ -1,4 +1,6 @@
 //! The operator commands besides `serve`: WAL verification and repair, JSON-lines
 //! import and export, and the load generator.
 
+pub mod bench;
+pub mod transfer;
 pub mod wal;
