@@ -2,6 +2,7 @@
 //! Same contract as the SQLite store, nothing survives the process.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
 
 use weft_core::crdt::VersionHash;
 use weft_core::key::{CollectionName, PartitionId, RecordKey};
@@ -9,12 +10,17 @@ use weft_core::key::{CollectionName, PartitionId, RecordKey};
 use super::{RecordStore, StoreError, StoredRecord, WriteBatch};
 use crate::wal::WalPosition;
 
-/// An in-memory record store.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
+struct Maps {
     records: BTreeMap<(CollectionName, RecordKey), StoredRecord>,
     by_seq: BTreeMap<(CollectionName, PartitionId, u64), RecordKey>,
     checkpoint: Option<WalPosition>,
+}
+
+/// An in-memory record store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    maps: Mutex<Maps>,
 }
 
 impl MemoryStore {
@@ -22,28 +28,34 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
+
+    fn maps(&self) -> MutexGuard<'_, Maps> {
+        // Plain maps stay consistent across a panicking reader.
+        self.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl RecordStore for MemoryStore {
     fn checkpoint(&self) -> Result<Option<WalPosition>, StoreError> {
-        Ok(self.checkpoint)
+        Ok(self.maps().checkpoint)
     }
 
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
-        Ok(self.records.get(&(collection.clone(), key.clone())).cloned())
+        Ok(self.maps().records.get(&(collection.clone(), key.clone())).cloned())
     }
 
-    fn commit(&mut self, batch: &WriteBatch<'_>) -> Result<(), StoreError> {
+    fn commit(&self, batch: &WriteBatch<'_>) -> Result<(), StoreError> {
+        let mut maps = self.maps();
         for &(collection, key, record) in &batch.records {
             let partition = key.hash().partition;
-            let previous = self.records.insert((collection.clone(), key.clone()), (*record).clone());
+            let previous = maps.records.insert((collection.clone(), key.clone()), (*record).clone());
             if let Some(previous) = previous {
-                self.by_seq.remove(&(collection.clone(), partition, previous.seq));
+                maps.by_seq.remove(&(collection.clone(), partition, previous.seq));
             }
-            self.by_seq.insert((collection.clone(), partition, record.seq), key.clone());
+            maps.by_seq.insert((collection.clone(), partition, record.seq), key.clone());
         }
         if batch.checkpoint.is_some() {
-            self.checkpoint = batch.checkpoint;
+            maps.checkpoint = batch.checkpoint;
         }
         Ok(())
     }
@@ -59,6 +71,7 @@ impl RecordStore for MemoryStore {
             None => std::ops::Bound::Unbounded,
         };
         Ok(self
+            .maps()
             .records
             .range((start, std::ops::Bound::Unbounded))
             .skip_while(|((c, _), _)| c < collection)
@@ -77,12 +90,13 @@ impl RecordStore for MemoryStore {
     ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
         let from = (collection.clone(), partition, after_seq.saturating_add(1));
         let to = (collection.clone(), partition, u64::MAX);
-        Ok(self
+        let maps = self.maps();
+        Ok(maps
             .by_seq
             .range(from..=to)
             .take(limit)
             .filter_map(|(_, key)| {
-                let record = self.records.get(&(collection.clone(), key.clone()))?;
+                let record = maps.records.get(&(collection.clone(), key.clone()))?;
                 Some((key.clone(), record.clone()))
             })
             .collect())
@@ -92,13 +106,13 @@ impl RecordStore for MemoryStore {
         &self,
         visit: &mut dyn FnMut(&CollectionName, &RecordKey, VersionHash, u64),
     ) -> Result<(), StoreError> {
-        for ((collection, key), record) in &self.records {
+        for ((collection, key), record) in &self.maps().records {
             visit(collection, key, record.version, record.seq);
         }
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -79,7 +79,7 @@ pub enum StoreError {
 }
 
 /// What the storage engine needs from a record store.
-pub trait RecordStore: Send {
+pub trait RecordStore: Send + Sync {
     /// The WAL position up to which the store is complete (`None`: nothing written yet).
     fn checkpoint(&self) -> Result<Option<WalPosition>, StoreError>;
 
@@ -87,7 +87,7 @@ pub trait RecordStore: Send {
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError>;
 
     /// Writes records and the checkpoint atomically.
-    fn commit(&mut self, batch: &WriteBatch<'_>) -> Result<(), StoreError>;
+    fn commit(&self, batch: &WriteBatch<'_>) -> Result<(), StoreError>;
 
     /// Up to `limit` records of a collection in key order, after `after`.
     fn scan(
@@ -116,5 +116,5 @@ pub trait RecordStore: Send {
     ) -> Result<(), StoreError>;
 
     /// Makes everything committed so far durable (before WAL segments are removed).
-    fn sync(&mut self) -> Result<(), StoreError>;
+    fn sync(&self) -> Result<(), StoreError>;
 }

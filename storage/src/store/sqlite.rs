@@ -11,6 +11,7 @@
 //! See docs/storage.md.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use weft_core::crdt::VersionHash;
@@ -42,7 +43,12 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WIT
 /// A record store in one SQLite database file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    connection: Connection,
+    /// Commits and syncs (one flush at a time).
+    writer: Mutex<Connection>,
+    /// Reads, on their own connection: in WAL mode they see the last commit and never
+    /// wait for a flush in progress, so writers that miss the cache are not stalled by
+    /// the flusher.
+    reader: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -51,15 +57,24 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let error = |source| StoreError::Sqlite { path: path.display().to_string(), source };
         let connection = Connection::open(path).map_err(error)?;
+        connection.execute_batch("PRAGMA busy_timeout = 10000;").map_err(error)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \
+                 PRAGMA mmap_size = 1073741824;",
+            )
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
-        let store = SqliteStore { connection, path: path.to_path_buf() };
+        let reader = Connection::open(path).map_err(error)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
+            .map_err(error)?;
+        let store =
+            SqliteStore { writer: Mutex::new(connection), reader: Mutex::new(reader), path: path.to_path_buf() };
         match store.meta("format_version")? {
             None => {
                 store
-                    .connection
+                    .writer()
                     .execute(
                         "INSERT INTO meta (name, value) VALUES ('format_version', ?1)",
                         params![FORMAT_VERSION.to_le_bytes().to_vec()],
@@ -80,8 +95,17 @@ impl SqliteStore {
         |source| StoreError::Sqlite { path: self.path.display().to_string(), source }
     }
 
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // SQLite rolls back a transaction interrupted by a panic; the handle stays usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.connection
+        self.reader()
             .query_row("SELECT value FROM meta WHERE name = ?1", params![name], |row| row.get::<_, Vec<u8>>(0))
             .optional()
             .map_err(self.error())
@@ -90,7 +114,7 @@ impl SqliteStore {
     /// Overwrites the stored checkpoint bytes (fault-injection tests only).
     #[doc(hidden)]
     pub fn write_raw_checkpoint(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.connection
+        self.writer()
             .execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('checkpoint', ?1)", params![bytes])
             .map_err(|source| StoreError::Sqlite { path: self.path.display().to_string(), source })?;
         Ok(())
@@ -116,8 +140,8 @@ impl RecordStore for SqliteStore {
     }
 
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
-        let row = self
-            .connection
+        let connection = self.reader();
+        let row = connection
             .prepare_cached("SELECT seq, version, state FROM records WHERE collection = ?1 AND key = ?2")
             .and_then(|mut statement| {
                 statement
@@ -130,10 +154,11 @@ impl RecordStore for SqliteStore {
         row.map(|(seq, version, state)| stored(collection.as_str(), key.as_str(), seq, &version, &state)).transpose()
     }
 
-    fn commit(&mut self, batch: &WriteBatch<'_>) -> Result<(), StoreError> {
+    fn commit(&self, batch: &WriteBatch<'_>) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
         let error = |source| StoreError::Sqlite { path: path.clone(), source };
-        let transaction = self.connection.transaction().map_err(error)?;
+        let mut connection = self.writer();
+        let transaction = connection.transaction().map_err(error)?;
         {
             let mut upsert = transaction
                 .prepare_cached(
@@ -174,8 +199,8 @@ impl RecordStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
         let after = after.map_or("", RecordKey::as_str);
-        let mut statement = self
-            .connection
+        let connection = self.reader();
+        let mut statement = connection
             .prepare_cached(
                 "SELECT key, seq, version, state FROM records WHERE collection = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
             )
@@ -207,8 +232,8 @@ impl RecordStore for SqliteStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
-        let mut statement = self
-            .connection
+        let connection = self.reader();
+        let mut statement = connection
             .prepare_cached(
                 "SELECT key, seq, version, state FROM records \
                  WHERE collection = ?1 AND partition = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
@@ -241,8 +266,9 @@ impl RecordStore for SqliteStore {
         &self,
         visit: &mut dyn FnMut(&CollectionName, &RecordKey, VersionHash, u64),
     ) -> Result<(), StoreError> {
+        let connection = self.reader();
         let mut statement =
-            self.connection.prepare("SELECT collection, key, version, seq FROM records").map_err(self.error())?;
+            connection.prepare("SELECT collection, key, version, seq FROM records").map_err(self.error())?;
         let mut rows = statement.query([]).map_err(self.error())?;
         while let Some(row) = rows.next().map_err(self.error())? {
             let collection: String = row.get(0).map_err(self.error())?;
@@ -258,12 +284,12 @@ impl RecordStore for SqliteStore {
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StoreError> {
         // A FULL checkpoint copies SQLite's own WAL into the database file and, with
         // synchronous = NORMAL, fsyncs it. The first column is 1 if it could not finish
         // (a reader in the way): then the store is not durable yet and that is an error.
         let busy: i64 =
-            self.connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |row| row.get(0)).map_err(self.error())?;
+            self.writer().query_row("PRAGMA wal_checkpoint(FULL)", [], |row| row.get(0)).map_err(self.error())?;
         if busy != 0 {
             return Err(StoreError::Sqlite {
                 path: self.path.display().to_string(),
