@@ -2,8 +2,10 @@
 # The whole test suite — what CI runs (.ci/run). Installs what it needs first.
 #
 #   formatting and lints, every Rust test (unit, property, protocol, hostile input,
-#   fuzz regressions, doc tests), the benchmarks compiled and smoke-run once, the wasm32
-#   build of weft-core, and a short fuzzing run of the frame decoders.
+#   fuzz regressions, doc tests, server integration tests over real sockets, crash
+#   tests), the benchmarks compiled and smoke-run once, the load generator against a
+#   real server, the wasm32 build of weft-core, and a short fuzzing run of the frame
+#   decoders.
 #
 # Environment: WEFT_FUZZ_SECONDS (default 30; 0 skips fuzzing), CARGO_TARGET_DIR
 # (default $HOME/.cache/weft/target, kept between CI runs).
@@ -34,6 +36,21 @@ step "benchmarks compile and run once (figures: docs/benchmarks.md)"
 cargo bench --workspace --no-run
 WEFT_MERKLE_KEYS=20000 cargo bench -p weft-core --bench merkle -- --test
 cargo bench -p weft-core --bench encoding -- --test
+
+step "load generator smoke run: weft bench against a real weft serve"
+weft="$CARGO_TARGET_DIR/debug/weft"
+smoke_dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+WEFT_LOG=warn "$weft" serve --dev --listen "127.0.0.1:$port" --data-dir "$smoke_dir/data" &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true; rm -rf "$smoke_dir"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
+"$weft" bench write --url "http://127.0.0.1:$port" --connections 4 --batch 50 --inflight 2 --duration 2 --json
+"$weft" bench sync --url "http://127.0.0.1:$port" --records 2000 --json
+curl -sf "http://127.0.0.1:$port/metrics" | grep -q '^weft_wal_sync_seconds_count'
+kill -TERM $server_pid && wait $server_pid
+trap - EXIT
+rm -rf "$smoke_dir"
 
 step "weft-core builds for wasm32-unknown-unknown"
 scripts/build-wasm-core.sh

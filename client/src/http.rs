@@ -15,7 +15,15 @@ pub struct HttpClient {
 }
 
 fn transport(error: reqwest::Error) -> ClientError {
-    ClientError::Http { status: error.status().map_or(0, |s| s.as_u16()), message: error.to_string() }
+    // reqwest's message alone ("error sending request") hides the cause; add the chain.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError::Http { status: error.status().map_or(0, |s| s.as_u16()), message }
 }
 
 async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {

@@ -51,8 +51,8 @@ pub enum ClientError {
     /// A local write was invalid.
     #[error(transparent)]
     Write(#[from] weft_core::replica::WriteError),
-    /// An HTTP request failed.
-    #[error("HTTP {status}: {message}")]
+    /// An HTTP request failed (status 0: no response, e.g. the server is not running).
+    #[error("{}{message}", if *status == 0 { String::new() } else { format!("HTTP {status}: ") })]
     Http {
         /// Status code (0 when no response arrived).
         status: u16,
