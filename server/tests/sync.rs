@@ -248,3 +248,76 @@ async fn writers_are_not_sent_their_own_changes_but_everyone_else_is() {
     assert_eq!(receiver.recv().await.unwrap(), Some(ServerMessage::Pong { nonce: 9 }));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_from_another_log_catches_up_by_merkle_reconciliation_in_both_directions() {
+    use weft_core::hlc::{NodeId, SystemClock};
+    use weft_core::key::PartitionId;
+    use weft_core::protocol::LogId;
+    use weft_core::replica::{Replica, ReplicaEvent};
+
+    let server = InProcess::start(dev_config()).await;
+    let writer = Client::connect(ClientConfig::new(server.url())).await.unwrap();
+    for i in 0..500 {
+        writer.put(&todos(), &key(&format!("k{i:03}")), doc(&[("n", Value::from(i))])).unwrap();
+    }
+    writer.synced().await.unwrap();
+
+    // A replica that synced with another server before: it holds 480 of the records and
+    // 5 the server never saw, and a cursor from that other server's log.
+    let http = HttpClient::new(&server.url(), None);
+    let pull =
+        ClientMessage::Subscribe { subscription_id: SubscriptionId(1), collection: todos(), cursor: None, shape: None };
+    let (replies, _, full_bytes) = http.sync(&[pull]).await.unwrap();
+    let mut replica = Replica::new(NodeId(99), SystemClock);
+    assert_eq!(replica.subscribe(&todos()), None);
+    for reply in replies {
+        if let ServerMessage::Changes { changes, .. } = reply {
+            for change in changes.into_iter().filter(|c| c.key.as_str() < "k480") {
+                replica.apply_remote(change).unwrap();
+            }
+        }
+    }
+    let mut elsewhere = Replica::new(NodeId(98), SystemClock);
+    for i in 0..5 {
+        elsewhere.put(&todos(), &key(&format!("mine-{i}")), doc(&[("n", Value::from(i))])).unwrap();
+    }
+    for change in elsewhere.outbox().unacknowledged().cloned().collect::<Vec<_>>() {
+        replica.apply_remote(change).unwrap();
+    }
+    let mut foreign = Cursor::new(LogId(424_242));
+    foreign.advance(PartitionId::new(0).unwrap(), 1_000_000);
+    replica
+        .handle(ServerMessage::Changes {
+            subscription_id: SubscriptionId(1),
+            changes: Vec::new(),
+            cursor: foreign,
+            caught_up: true,
+        })
+        .unwrap();
+
+    let (mut sender, mut receiver, welcome) = weft_client::raw::connect(&server.url(), NodeId(99), None).await.unwrap();
+    let mut outgoing = replica.handle(welcome).unwrap().send;
+    let mut received = 0usize;
+    loop {
+        for message in outgoing.drain(..) {
+            sender.send(&message).await.unwrap();
+        }
+        let (message, size) = tokio::time::timeout(WAIT, receiver.recv_frame()).await.unwrap().unwrap().unwrap();
+        received += size;
+        let handled = replica.handle(message).unwrap();
+        outgoing = handled.send;
+        if handled.events.iter().any(|e| matches!(e, ReplicaEvent::CaughtUp { .. })) {
+            break;
+        }
+    }
+    let engine = server.state.engine().unwrap();
+    assert_eq!(replica.collection(&todos()).unwrap().merkle().root(), engine.merkle_root(&todos()));
+    assert_eq!(replica.collection(&todos()).unwrap().len(), 505);
+    assert!(engine.read(&todos(), &key("mine-3")).unwrap().is_some(), "the client's records reached the server");
+    assert!(
+        received * 2 < full_bytes,
+        "reconciliation moved {received} bytes; sending everything again is {full_bytes}"
+    );
+    server.stop().await;
+}

@@ -724,6 +724,14 @@ impl Engine {
         Ok(respond(merkle, step, &source)?)
     }
 
+    /// The first step of a reconciliation this side starts (the root digests of
+    /// `collection`), for a peer whose cursor cannot be used.
+    pub fn reconcile_start(&self, collection: &CollectionName) -> ReconcileStep {
+        let inner = self.shared.lock();
+        let empty = MerkleIndex::new();
+        ReconcileStep::start(inner.collections.get(collection).map_or(&empty, |meta| &meta.merkle))
+    }
+
     fn check_failed(&self) -> Result<(), EngineError> {
         match self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             Some(reason) => Err(EngineError::Failed(reason)),

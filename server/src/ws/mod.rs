@@ -21,9 +21,11 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use tokio::sync::mpsc;
-use weft_core::key::CollectionName;
-use weft_core::protocol::{BatchId, ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SubscriptionId};
-use weft_storage::engine::Appended;
+use weft_core::key::{CollectionName, PartitionId};
+use weft_core::protocol::{
+    BatchId, ClientMessage, Cursor, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
+};
+use weft_storage::engine::{Appended, Engine};
 
 use crate::auth::Principal;
 use crate::auth::rules::{Access, Operation};
@@ -83,6 +85,8 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
         acks,
         principal: None,
         subscriptions: HashMap::new(),
+        reconciling: HashMap::new(),
+        next_session: 0,
         limiter: RateLimiter::new(limits.ops_per_second, limits.ops_burst),
     };
     let shutting_down = connection.read(stream).await;
@@ -145,6 +149,10 @@ struct Connection {
     acks: mpsc::Sender<Pending>,
     principal: Option<Principal>,
     subscriptions: HashMap<SubscriptionId, CollectionName>,
+    /// Reconciliations this server started for subscriptions whose cursor came from
+    /// another log: when one ends, its subscription has caught up at the cursor kept here.
+    reconciling: HashMap<SessionId, (SubscriptionId, Cursor)>,
+    next_session: u32,
     limiter: RateLimiter,
 }
 
@@ -237,10 +245,24 @@ impl Connection {
                 Next::Continue
             }
             ClientMessage::Reconcile { session_id, collection, step } => {
-                match crate::sync::reconcile::answer(&self.state, &principal, &collection, step, self.id).await {
-                    Ok(Some(step)) => self.send(ServerMessage::Reconcile { session_id, collection, step }).await,
-                    Ok(None) => {}
-                    Err(error) => self.send(error.to_message(None, false)).await,
+                let answer = crate::sync::reconcile::answer(&self.state, &principal, &collection, step, self.id).await;
+                let finished = match answer {
+                    Ok(Some(step)) => {
+                        let done = step.asks_nothing();
+                        self.send(ServerMessage::Reconcile { session_id, collection, step }).await;
+                        done
+                    }
+                    Ok(None) => true,
+                    Err(error) => {
+                        self.send(error.to_message(None, false)).await;
+                        true
+                    }
+                };
+                if finished && let Some((subscription_id, cursor)) = self.reconciling.remove(&session_id) {
+                    // The subscription's view is now the server's: catch-up is complete.
+                    self.send(ServerMessage::Changes { subscription_id, changes: Vec::new(), cursor, caught_up: true })
+                        .await;
+                    let _ = self.out.send(Outbound::CaughtUp(subscription_id)).await;
                 }
                 Next::Continue
             }
@@ -357,7 +379,11 @@ impl Connection {
         self.state.hub.watch(self.id, &collection);
         let view = View { access, shape };
         let _ = self.out.send(Outbound::Subscribe { id, collection: collection.clone(), view: view.clone() }).await;
+        let foreign = cursor.as_ref().is_some_and(|c| c.log != self.state.log_id);
         let mut cursor = pull::start_cursor(self.state.log_id, cursor.as_ref());
+        if foreign && view.shape.is_none() && view.access == Access::All {
+            return self.reconcile_instead(id, collection, engine).await;
+        }
         let flushed = {
             let engine = Arc::clone(&engine);
             tokio::task::spawn_blocking(move || engine.flush()).await
@@ -398,4 +424,45 @@ impl Connection {
         let _ = self.out.send(Outbound::CaughtUp(id)).await;
         Next::Continue
     }
+
+    /// Catch-up for a client whose cursor comes from another log (a replaced data
+    /// directory, another node): instead of sending the whole collection, the server
+    /// starts a merkle reconciliation, which moves only the differences — both ways.
+    /// Live changes after the snapshot cursor are held until it ends.
+    async fn reconcile_instead(&mut self, id: SubscriptionId, collection: CollectionName, engine: Arc<Engine>) -> Next {
+        let snapshot = {
+            let engine = Arc::clone(&engine);
+            let collection = collection.clone();
+            tokio::task::spawn_blocking(move || (engine.seqs(&collection), engine.reconcile_start(&collection))).await
+        };
+        let Ok((seqs, step)) = snapshot else {
+            return self.refuse(OpError::new(ErrorCode::Internal, "catch-up failed"), false).await;
+        };
+        let mut cursor = Cursor::new(self.state.log_id);
+        for (index, seq) in seqs.into_iter().enumerate() {
+            if let Some(partition) = u16::try_from(index).ok().and_then(PartitionId::new)
+                && seq > 0
+            {
+                cursor.advance(partition, seq);
+            }
+        }
+        // The client adopts this log's cursor now; what lies before it comes by
+        // reconciliation, what comes after it arrives live.
+        self.send(ServerMessage::Changes {
+            subscription_id: id,
+            changes: Vec::new(),
+            cursor: cursor.clone(),
+            caught_up: false,
+        })
+        .await;
+        self.next_session += 1;
+        let session_id = SessionId(SERVER_SESSION_BIT | self.next_session);
+        self.reconciling.insert(session_id, (id, cursor));
+        self.send(ServerMessage::Reconcile { session_id, collection, step }).await;
+        Next::Continue
+    }
 }
+
+/// Session ids of reconciliations the server starts have this bit set, so they never
+/// collide with the client's own.
+pub const SERVER_SESSION_BIT: u32 = 1 << 31;
