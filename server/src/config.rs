@@ -157,6 +157,54 @@ impl StorageConfig {
     }
 }
 
+const ENV_SECTIONS: [&str; 3] = ["auth", "limits", "storage"];
+
+enum EnvKind {
+    Text,
+    Integer,
+    Bool,
+}
+
+/// The type of a setting an environment variable may set, or `None` if there is none.
+fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
+    let known: &[&str] = match section {
+        None => &["data_dir", "listen", "dev", "dev_allow_remote", "static_dir"],
+        Some("auth") => &[
+            "hs256_secret",
+            "rs256_public_key",
+            "eddsa_public_key",
+            "jwks_file",
+            "jwks_url",
+            "issuer",
+            "audience",
+            "roles_claim",
+            "leeway_seconds",
+        ],
+        Some("limits") => &[
+            "frame_bytes_max",
+            "batch_changes_max",
+            "depth_max",
+            "ops_per_second",
+            "ops_burst",
+            "subscriptions_max",
+            "connections_per_ip",
+            "outbound_queue_frames",
+            "inflight_batches",
+            "max_drift_ms",
+        ],
+        Some("storage") => &["flush_records", "cache_records", "group_commit_delay_us", "checkpoint_interval_s"],
+        Some(_) => &[],
+    };
+    if !known.contains(&key) {
+        return None;
+    }
+    Some(match (section, key) {
+        (None, "dev" | "dev_allow_remote") => EnvKind::Bool,
+        (Some("limits" | "storage"), _) | (Some("auth"), "leeway_seconds") => EnvKind::Integer,
+        _ => EnvKind::Text,
+    })
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -190,6 +238,63 @@ impl Config {
             ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_path_buf(), source },
             other => other,
         })
+    }
+
+    /// The configuration from an optional TOML file with `WEFT_*` environment variables
+    /// over it: `WEFT_<KEY>` for top-level keys (`WEFT_DATA_DIR`, `WEFT_LISTEN`, `WEFT_DEV`)
+    /// and `WEFT_<SECTION>_<KEY>` inside `auth`, `limits` and `storage`
+    /// (`WEFT_LIMITS_BATCH_CHANGES_MAX=500`). An unknown key under a section prefix is an
+    /// error; other `WEFT_*` variables (`WEFT_LOG`, `WEFT_URL`, ...) are not settings.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("WEFT_") else { continue };
+            let lower = rest.to_ascii_lowercase();
+            let (section, key) = match lower.split_once('_') {
+                Some((section, key)) if ENV_SECTIONS.contains(&section) => (Some(section), key),
+                _ => (None, lower.as_str()),
+            };
+            let Some(kind) = env_kind(section, key) else {
+                if section.is_some() {
+                    return Err(ConfigError::Invalid(format!("{name}: no such setting")));
+                }
+                continue;
+            };
+            let parsed = match kind {
+                EnvKind::Text => toml::Value::String(value.clone()),
+                EnvKind::Integer => toml::Value::Integer(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| ConfigError::Invalid(format!("{name}={value:?}: expected a whole number")))?,
+                ),
+                EnvKind::Bool => toml::Value::Boolean(match value.trim() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" | "" => false,
+                    _ => return Err(ConfigError::Invalid(format!("{name}={value:?}: expected true or false"))),
+                }),
+            };
+            let target = match section {
+                Some(section) => {
+                    match table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+                        toml::Value::Table(inner) => inner,
+                        _ => return Err(ConfigError::Invalid(format!("config: `{section}` must be a table"))),
+                    }
+                }
+                None => &mut table,
+            };
+            target.insert(key.to_owned(), parsed);
+        }
+        let path = file.map(Path::to_path_buf).unwrap_or_default();
+        toml::Value::Table(table).try_into().map_err(|source| ConfigError::Parse { path, source: Box::new(source) })
     }
 
     /// Parses TOML text over the defaults.
@@ -289,6 +394,36 @@ mod tests {
         assert_eq!(config.limits.subscriptions_max, LimitsConfig::default().subscriptions_max);
         let error = Config::from_toml("lisen = \"0.0.0.0:9000\"").unwrap_err().to_string();
         assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_and_typos_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weft.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[limits]\nbatch_changes_max = 5\nsubscriptions_max = 7\n")
+            .unwrap();
+        let env =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("WEFT_LIMITS_BATCH_CHANGES_MAX", "500"),
+                ("WEFT_AUTH_HS256_SECRET", "12345"),
+                ("WEFT_DEV", "true"),
+                ("WEFT_LOG", "debug"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.limits.batch_changes_max, 500, "env wins over the file");
+        assert_eq!(config.limits.subscriptions_max, 7, "the file wins over defaults");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.auth.hs256_secret.as_deref(), Some("12345"), "secrets stay text");
+        assert!(config.dev);
+        let error = Config::load(None, env(&[("WEFT_LIMITS_BATCH_MAX", "5")])).unwrap_err().to_string();
+        assert!(error.contains("WEFT_LIMITS_BATCH_MAX"), "{error}");
+        let error = Config::load(None, env(&[("WEFT_LIMITS_DEPTH_MAX", "deep")])).unwrap_err().to_string();
+        assert!(error.contains("whole number"), "{error}");
     }
 
     #[test]

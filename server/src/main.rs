@@ -155,10 +155,8 @@ enum WalCommand {
 }
 
 fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    // File, then WEFT_* variables, then flags.
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }

@@ -25,6 +25,9 @@ pub const WAL_DIR: &str = "wal";
 /// The SQLite store inside the data directory.
 pub const STORE_FILE: &str = "store.sqlite";
 
+/// Longest shutdown waits for WebSocket connections to drain.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -183,6 +186,10 @@ impl Server {
         };
 
         let served = server.await.map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))?;
+        // WebSocket connections finish acknowledging what they read, then close.
+        if tokio::time::timeout(SHUTDOWN_DRAIN, state.connections_closed()).await.is_err() {
+            tracing::warn!("connections still open after {SHUTDOWN_DRAIN:?}; closing anyway");
+        }
         checkpointer.abort();
         engine.stop_feed();
         let _ = tokio::task::spawn_blocking(move || publisher.join()).await;

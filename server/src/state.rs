@@ -40,8 +40,23 @@ pub struct AppState {
     /// The server's clock: drift checks and server-stamped (JSON) writes.
     pub clock: Mutex<HlcClock<SystemClock>>,
     next_connection: AtomicU64,
+    /// Open WebSocket connections: shutdown waits for them to drain (hyper's graceful
+    /// shutdown does not track upgraded connections).
+    open_connections: tokio::sync::watch::Sender<usize>,
     /// Flips to true when shutdown starts.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// An open WebSocket connection, counted until dropped.
+#[derive(Debug)]
+pub struct OpenConnection {
+    state: Arc<AppState>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.state.open_connections.send_modify(|open| *open = open.saturating_sub(1));
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +85,7 @@ impl AppState {
             node_id,
             clock: Mutex::new(clock),
             next_connection: AtomicU64::new(1),
+            open_connections: tokio::sync::watch::channel(0).0,
             shutdown: tokio::sync::watch::channel(false).0,
         })
     }
@@ -116,6 +132,18 @@ impl AppState {
     /// A fresh connection id (never 0: 0 tags writes with no connection).
     pub fn connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a WebSocket connection as open until the guard drops.
+    pub fn track_connection(self: &Arc<Self>) -> OpenConnection {
+        self.open_connections.send_modify(|open| *open += 1);
+        OpenConnection { state: Arc::clone(self) }
+    }
+
+    /// Waits until every WebSocket connection has closed.
+    pub async fn connections_closed(&self) {
+        let mut open = self.open_connections.subscribe();
+        let _ = open.wait_for(|open| *open == 0).await;
     }
 
     /// Takes a connection slot for `ip`, or `None` at the per-IP limit.

@@ -68,6 +68,7 @@ pub async fn upgrade(
 }
 
 async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: ConnectionSlot) {
+    let _open = state.track_connection();
     let id = state.connection_id();
     state.metrics.connections.inc();
     state.metrics.connections_total.inc();
@@ -89,17 +90,35 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
         next_session: 0,
         limiter: RateLimiter::new(limits.ops_per_second, limits.ops_burst),
     };
-    let shutting_down = connection.read(stream).await;
+    let mut stream = stream;
+    let shutting_down = connection.read(&mut stream).await;
     let Connection { out, acks, subscriptions, .. } = connection;
     // Every batch already read is acknowledged (or refused) before the connection ends.
     drop(acks);
-    let _ = acker.await;
-    if shutting_down {
-        let error = OpError::new(ErrorCode::Unavailable, "the server is shutting down; reconnect later");
-        let _ = out.send(Outbound::Message(error.to_message(None, true))).await;
+    let finish = async {
+        let _ = acker.await;
+        if shutting_down {
+            let error = OpError::new(ErrorCode::Unavailable, "the server is shutting down; reconnect later");
+            let _ = out.send(Outbound::Message(error.to_message(None, true))).await;
+        }
+        drop(out);
+        let _ = writer.await;
+    };
+    tokio::pin!(finish);
+    // Keep reading (and discarding) while the last frames go out: closing a socket with
+    // unread input resets it, and a reset can destroy frames the client has not read yet.
+    loop {
+        tokio::select! {
+            () = &mut finish => break,
+            frame = stream.next() => if !matches!(frame, Some(Ok(_))) {
+                (&mut finish).await;
+                break;
+            },
+        }
     }
-    drop(out);
-    let _ = writer.await;
+    // The writer sent a close frame; give the client a moment to answer it.
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = stream.next().await {} }).await;
     state.hub.disconnect(id);
     state.metrics.subscriptions.dec_by(subscriptions.len() as i64);
     state.metrics.connections.dec();
@@ -164,7 +183,7 @@ enum Next {
 
 impl Connection {
     /// Reads frames until the client leaves, a fatal error, or shutdown (returns true).
-    async fn read(&mut self, mut stream: SplitStream<WebSocket>) -> bool {
+    async fn read(&mut self, stream: &mut SplitStream<WebSocket>) -> bool {
         let mut shutdown = self.state.shutdown.subscribe();
         if *shutdown.borrow() {
             return true;
