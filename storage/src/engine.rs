@@ -333,10 +333,36 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn flush_locked(&self, _one_flush_at_a_time: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
+    fn flush_locked(&self, guard: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
+        self.flush_some(guard, None)
+    }
+
+    /// Flushes every dirty record, or only those of `only` — then without moving the
+    /// checkpoint, since records of other collections before it would still be dirty.
+    /// Writing records early is safe: replay from the older checkpoint merges them again,
+    /// which changes nothing.
+    fn flush_some(
+        &self,
+        _one_flush_at_a_time: &MutexGuard<'_, ()>,
+        only: Option<&CollectionName>,
+    ) -> Result<Option<WalPosition>, EngineError> {
         let (flushing, checkpoint, receipt) = {
             let mut inner = self.lock();
-            if inner.dirty.is_empty() {
+            if let Some(collection) = only {
+                let ids: Vec<RecordId> = inner.dirty.keys().filter(|(c, _)| c == collection).cloned().collect();
+                if ids.is_empty() {
+                    return Ok(None);
+                }
+                let mut map = HashMap::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(record) = inner.dirty.remove(&id) {
+                        map.insert(id, record);
+                    }
+                }
+                let map = Arc::new(map);
+                inner.flushing = Some(Arc::clone(&map));
+                (map, None, inner.last_receipt)
+            } else if inner.dirty.is_empty() {
                 // Merges that changed nothing still advance `applied`: the WAL must hold
                 // those records durably before anyone checkpoints there.
                 let (applied, receipt) = (inner.applied, inner.last_receipt);
@@ -345,10 +371,11 @@ impl Shared {
                     self.wal.wait_durable(receipt)?;
                 }
                 return Ok(applied);
+            } else {
+                let map = Arc::new(std::mem::take(&mut inner.dirty));
+                inner.flushing = Some(Arc::clone(&map));
+                (map, inner.applied, inner.last_receipt)
             }
-            let map = Arc::new(std::mem::take(&mut inner.dirty));
-            inner.flushing = Some(Arc::clone(&map));
-            (map, inner.applied, inner.last_receipt)
         };
         // Never checkpoint past what the WAL holds durably.
         let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
@@ -637,6 +664,14 @@ impl Engine {
         self.shared.flush_locked(&guard)
     }
 
+    /// Writes the dirty records of one collection to the store (not the checkpoint), so
+    /// that reading its change log from the store sees everything merged so far — what a
+    /// subscription's catch-up needs — without paying for the other collections' records.
+    pub fn flush_collection(&self, collection: &CollectionName) -> Result<(), EngineError> {
+        let guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.shared.flush_some(&guard, Some(collection)).map(drop)
+    }
+
     /// Flushes, makes the store durable, and removes the WAL segments wholly before the
     /// checkpoint (handing each to `archive` first, when given). Returns the checkpoint.
     pub fn checkpoint(&self, archive: Option<crate::wal::Archiver<'_>>) -> Result<Option<WalPosition>, EngineError> {
@@ -678,14 +713,14 @@ impl Engine {
         after: Option<&RecordKey>,
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
-        self.flush()?;
+        self.flush_collection(collection)?;
         Ok(lock_store(&self.shared.store).scan(collection, after, limit)?)
     }
 
     /// Up to `limit` records changed in a (collection, partition) after sequence
-    /// `after_seq`, in sequence order. Flushes first so that the store has everything;
-    /// a caller walking many partitions flushes once with [`Engine::flush`] and then
-    /// uses [`Engine::changes_since_flushed`].
+    /// `after_seq`, in sequence order. Flushes the collection first so that the store
+    /// has everything; a caller walking many partitions flushes once with
+    /// [`Engine::flush_collection`] and then uses [`Engine::changes_since_flushed`].
     pub fn changes_since(
         &self,
         collection: &CollectionName,
@@ -693,7 +728,7 @@ impl Engine {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
-        self.flush()?;
+        self.flush_collection(collection)?;
         self.changes_since_flushed(collection, partition, after_seq, limit)
     }
 

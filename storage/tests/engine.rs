@@ -282,3 +282,29 @@ fn a_checkpoint_beyond_the_end_of_the_wal_is_pulled_back() {
     assert_eq!(value_of(&engine, "b"), Some(Value::Int(2)), "a record below the stale checkpoint was skipped");
     engine.close().unwrap();
 }
+
+#[test]
+fn flushing_one_collection_writes_its_records_but_not_the_checkpoint_and_replay_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        EngineConfig { flush_records: 1_000_000, flush_interval: Duration::from_secs(3600), ..EngineConfig::default() };
+    let notes = CollectionName::new("notes").unwrap();
+    {
+        let (engine, _) = open(dir.path(), config.clone());
+        let checkpoint_before = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap().checkpoint().unwrap();
+        let mut note = put("n1", 1, 1);
+        note.collection = notes.clone();
+        engine.apply(vec![put("a", 1, 2), note]).unwrap();
+        engine.flush_collection(&todos()).unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
+        assert!(store.read(&todos(), &RecordKey::new("a").unwrap()).unwrap().is_some(), "todos flushed");
+        assert!(store.read(&notes, &RecordKey::new("n1").unwrap()).unwrap().is_none(), "notes still dirty");
+        assert_eq!(store.checkpoint().unwrap(), checkpoint_before, "checkpoint unchanged");
+        // Dropped without a flush: like a crash after the partial flush.
+    }
+    let (engine, report) = open(dir.path(), config);
+    assert!(report.wal.records >= 1, "replayed from the older checkpoint");
+    assert_eq!(value_of(&engine, "a"), Some(Value::Int(1)));
+    assert!(engine.read(&notes, &RecordKey::new("n1").unwrap()).unwrap().is_some());
+    assert_eq!(engine.merkle_root(&todos()), root_from_store(dir.path()));
+}

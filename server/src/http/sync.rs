@@ -199,7 +199,7 @@ async fn pull_pages(
     let mut cursor = pull::start_cursor(state.log_id, cursor);
     let collection = collection.clone();
     tokio::task::spawn_blocking(move || {
-        engine.flush()?;
+        engine.flush_collection(&collection)?;
         let mut pages = Vec::new();
         for _ in 0..PULL_PAGES_MAX {
             let page = pull::next_page(&engine, &collection, &cursor, &view)?;

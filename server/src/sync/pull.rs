@@ -44,8 +44,9 @@ pub fn start_cursor(log: LogId, from: Option<&Cursor>) -> Cursor {
     }
 }
 
-/// The next page after `cursor`. The caller flushed the engine once before the first
-/// page (records merged since are delivered by the change feed, or by the next pull).
+/// The next page after `cursor`. The caller flushed the collection
+/// (`Engine::flush_collection`) once before the first page; records merged since are
+/// delivered by the change feed, or by the next pull.
 /// Blocking.
 pub fn next_page(engine: &Engine, collection: &CollectionName, cursor: &Cursor, view: &View) -> Result<Page, OpError> {
     let latest = engine.seqs(collection);

@@ -405,7 +405,8 @@ impl Connection {
         }
         let flushed = {
             let engine = Arc::clone(&engine);
-            tokio::task::spawn_blocking(move || engine.flush()).await
+            let collection = collection.clone();
+            tokio::task::spawn_blocking(move || engine.flush_collection(&collection)).await
         };
         if !matches!(flushed, Ok(Ok(_))) {
             return self
