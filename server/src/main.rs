@@ -124,6 +124,9 @@ struct ServeArgs {
     /// Allow --dev on a non-loopback address.
     #[arg(long, requires = "dev")]
     dev_allow_remote: bool,
+    /// Serve the files of this directory at `/` (e.g. examples/todo).
+    #[arg(long, env = "WEFT_STATIC_DIR")]
+    static_dir: Option<PathBuf>,
     /// Shared secret for HS256 tokens.
     #[arg(long, env = "WEFT_AUTH_HS256_SECRET", hide_env_values = true)]
     hs256_secret: Option<String>,
@@ -162,6 +165,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if args.static_dir.is_some() {
+        config.static_dir = args.static_dir;
     }
     config.dev |= args.dev;
     config.dev_allow_remote |= args.dev_allow_remote;

@@ -109,3 +109,18 @@ async fn sigterm_acknowledges_the_batches_already_read_then_closes_and_exits_cle
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_app_is_served_from_static_dir_and_api_routes_win() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/todo");
+    let config = weft_server::config::Config { static_dir: Some(root), ..dev_config() };
+    let server = InProcess::start(config).await;
+    let page = reqwest::get(format!("{}/", server.url())).await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains("<title>Weft · Todos</title>"));
+    let script = reqwest::get(format!("{}/app.js", server.url())).await.unwrap();
+    assert!(script.text().await.unwrap().contains("/v1/sync"));
+    assert_eq!(reqwest::get(format!("{}/health/live", server.url())).await.unwrap().text().await.unwrap(), "ok\n");
+    assert_eq!(reqwest::get(format!("{}/missing.css", server.url())).await.unwrap().status(), 404);
+    server.stop().await;
+}

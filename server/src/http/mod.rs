@@ -5,9 +5,11 @@
 //! - `POST /v1/sync` — push and pull in one stateless request ([`sync`]).
 //! - `GET /v1/collections/{c}/records/{id}`, `GET /v1/collections/{c}` ([`records`]).
 //! - `GET /health/live`, `GET /health/ready`, `GET /metrics` ([`health`]).
+//! - everything else: files of `static_dir`, the example app ([`static_files`]).
 
 pub mod health;
 pub mod records;
+pub mod static_files;
 pub mod sync;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .fallback(static_files::serve)
         .with_state(state)
 }
 
