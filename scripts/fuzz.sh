@@ -15,7 +15,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 export CARGO_TARGET_DIR="${WEFT_FUZZ_TARGET_DIR:-$HOME/.cache/weft/fuzz-target}"
-for target in decode_client_frame decode_server_frame; do
+for target in decode_client_frame decode_server_frame decode_envelope; do
   mkdir -p "fuzz/corpus/$target"
   # Seed the corpus with the regression inputs (valid and hostile frames).
   cp core/tests/fuzz_regressions/* "fuzz/corpus/$target/" 2>/dev/null || true

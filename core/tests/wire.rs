@@ -365,6 +365,7 @@ fn fuzz_regressions_decode_without_panicking() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let _ = ClientMessage::decode(&bytes, &limits());
         let _ = ServerMessage::decode(&bytes, &limits());
+        let _ = weft_core::protocol::decode_envelope(&bytes, &limits());
         n += 1;
     }
     assert!(n > 0, "no regression inputs found in {}", dir.display());
@@ -377,6 +378,7 @@ proptest! {
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = ClientMessage::decode(&bytes, &limits());
         let _ = ServerMessage::decode(&bytes, &limits());
+        let _ = weft_core::protocol::decode_envelope(&bytes, &limits());
     }
 
     #[test]

@@ -372,7 +372,10 @@ impl Shared {
                 }
                 return Ok(applied);
             } else {
-                let map = Arc::new(std::mem::take(&mut inner.dirty));
+                // The next dirty map starts at its usual size: growing a table of 100k+
+                // records by doubling moves every record several times.
+                let capacity = inner.dirty.len();
+                let map = Arc::new(std::mem::replace(&mut inner.dirty, HashMap::with_capacity(capacity)));
                 inner.flushing = Some(Arc::clone(&map));
                 (map, inner.applied, inner.last_receipt)
             }

@@ -175,7 +175,7 @@ impl RecordStore for SqliteStore {
                         key.as_str(),
                         key.hash().partition.get(),
                         record.seq as i64,
-                        encode_version(record.version).to_vec(),
+                        &encode_version(record.version)[..],
                         encode_record(&record.state),
                     ])
                     .map_err(error)?;
