@@ -25,29 +25,21 @@ enum Command {
     },
     /// Import JSON lines (one object per record, key in `id`) into a collection.
     Import {
-        /// Server URL, e.g. http://127.0.0.1:7070.
-        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
-        url: String,
+        #[command(flatten)]
+        server: Remote,
         /// Collection to write.
         #[arg(long)]
         collection: String,
-        /// Bearer token, if the server requires one.
-        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
         /// The .jsonl file.
         file: PathBuf,
     },
     /// Export a collection as JSON lines (key in `id`) to a file or stdout.
     Export {
-        /// Server URL, e.g. http://127.0.0.1:7070.
-        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
-        url: String,
+        #[command(flatten)]
+        server: Remote,
         /// Collection to read.
         #[arg(long)]
         collection: String,
-        /// Bearer token, if the server requires one.
-        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
         /// Output file (default: stdout).
         file: Option<PathBuf>,
     },
@@ -62,12 +54,8 @@ enum Command {
 enum BenchCommand {
     /// N connections keep K batches of B changes in flight for S seconds.
     Write {
-        /// Server URL.
-        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
-        url: String,
-        /// Bearer token, if the server requires one.
-        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        server: Remote,
         /// Concurrent connections (N).
         #[arg(long, default_value_t = 10)]
         connections: usize,
@@ -92,12 +80,8 @@ enum BenchCommand {
     },
     /// Time an empty client catching up a fresh collection of R records.
     Sync {
-        /// Server URL.
-        #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
-        url: String,
-        /// Bearer token, if the server requires one.
-        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        server: Remote,
         /// Records (R).
         #[arg(long, default_value_t = 10_000)]
         records: u64,
@@ -105,6 +89,17 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which server a client command talks to.
+#[derive(clap::Args)]
+struct Remote {
+    /// Server URL, e.g. http://127.0.0.1:7070.
+    #[arg(long, env = "WEFT_URL", default_value = "http://127.0.0.1:7070")]
+    url: String,
+    /// Bearer token, if the server requires one.
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -214,25 +209,25 @@ fn main() -> anyhow::Result<()> {
         Command::Wal { command: WalCommand::Repair { data_dir } } => {
             print!("{}", weft_server::cli::wal::repair(&data_dir)?);
         }
-        Command::Import { url, collection, token, file } => {
+        Command::Import { server, collection, file } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let client = weft_client::http::HttpClient::new(&url, token);
+            let client = weft_client::http::HttpClient::new(&server.url, server.token);
             let count = runtime.block_on(weft_server::cli::transfer::import(&client, &collection, &file))?;
             eprintln!("imported {count} records into {collection}");
         }
-        Command::Export { url, collection, token, file } => {
+        Command::Export { server, collection, file } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let client = weft_client::http::HttpClient::new(&url, token);
+            let client = weft_client::http::HttpClient::new(&server.url, server.token);
             let count = runtime.block_on(weft_server::cli::transfer::export(&client, &collection, file.as_deref()))?;
             eprintln!("exported {count} records from {collection}");
         }
         Command::Bench { command } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             match command {
-                BenchCommand::Write { url, token, connections, batch, inflight, duration, keys, collection, json } => {
+                BenchCommand::Write { server, connections, batch, inflight, duration, keys, collection, json } => {
                     let settings = weft_server::cli::bench::WriteBench {
-                        url,
-                        token,
+                        url: server.url,
+                        token: server.token,
                         connections,
                         batch,
                         inflight,
@@ -255,8 +250,8 @@ fn main() -> anyhow::Result<()> {
                         );
                     }
                 }
-                BenchCommand::Sync { url, token, records, json } => {
-                    let report = runtime.block_on(weft_server::cli::bench::sync(&url, token, records))?;
+                BenchCommand::Sync { server, records, json } => {
+                    let report = runtime.block_on(weft_server::cli::bench::sync(&server.url, server.token, records))?;
                     if json {
                         println!("{}", serde_json::to_string(&report)?);
                     } else {

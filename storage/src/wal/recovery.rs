@@ -103,6 +103,33 @@ fn scan_segment(bytes: &[u8], mut visit: impl FnMut(u64, &[u8])) -> SegmentEnd {
     }
 }
 
+/// What the end of one segment means for the log.
+enum Judged {
+    /// Clean up to here.
+    Clean(WalPosition),
+    /// A torn tail of the last segment: truncate it.
+    Torn(TornTail),
+}
+
+/// The rules of recovery and verification alike: damage at the end of the last segment is
+/// a torn tail; anywhere else it is corruption, named by segment and offset.
+fn judge(end: SegmentEnd, number: u64, last: u64, len: usize) -> Result<Judged, WalError> {
+    match end {
+        SegmentEnd::Clean(offset) => Ok(Judged::Clean(WalPosition { segment: number, offset })),
+        SegmentEnd::Tail { offset, kind } if number == last => {
+            let at = WalPosition { segment: number, offset };
+            Ok(Judged::Torn(TornTail { at, bytes: len as u64 - offset, kind }))
+        }
+        SegmentEnd::Tail { offset, kind } => Err(WalError::Corrupt {
+            at: WalPosition { segment: number, offset },
+            reason: format!("{kind:?} damage in segment {number}, which is not the last"),
+        }),
+        SegmentEnd::Corrupt { offset, reason } => {
+            Err(WalError::Corrupt { at: WalPosition { segment: number, offset }, reason })
+        }
+    }
+}
+
 fn read_segment(dir: &Path, number: u64) -> Result<(PathBuf, Vec<u8>), WalError> {
     let path = segment::path(dir, number);
     let bytes = fs::read(&path).map_err(io("read", &path))?;
@@ -163,24 +190,14 @@ pub fn recover(
                 visit(at, payload);
             }
         });
-        match end {
-            SegmentEnd::Clean(offset) => recovery.end = WalPosition { segment: number, offset },
-            SegmentEnd::Tail { offset, kind } if number == last => {
+        match judge(end, number, last, bytes.len())? {
+            Judged::Clean(end) => recovery.end = end,
+            Judged::Torn(torn) => {
                 let file = OpenOptions::new().write(true).open(&path).map_err(io("open", &path))?;
-                file.set_len(offset).map_err(io("truncate", &path))?;
+                file.set_len(torn.at.offset).map_err(io("truncate", &path))?;
                 file.sync_all().map_err(io("sync", &path))?;
-                let at = WalPosition { segment: number, offset };
-                recovery.torn_tail = Some(TornTail { at, bytes: bytes.len() as u64 - offset, kind });
-                recovery.end = at;
-            }
-            SegmentEnd::Tail { offset, kind } => {
-                return Err(WalError::Corrupt {
-                    at: WalPosition { segment: number, offset },
-                    reason: format!("{kind:?} damage in segment {number}, which is not the last"),
-                });
-            }
-            SegmentEnd::Corrupt { offset, reason } => {
-                return Err(WalError::Corrupt { at: WalPosition { segment: number, offset }, reason });
+                recovery.end = torn.at;
+                recovery.torn_tail = Some(torn);
             }
         }
     }
@@ -245,21 +262,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, WalError> {
             report.records += 1;
             report.payload_bytes += payload.len() as u64;
         });
-        match end {
-            SegmentEnd::Clean(offset) => report.end = WalPosition { segment: number, offset },
-            SegmentEnd::Tail { offset, kind } if number == last => {
-                let at = WalPosition { segment: number, offset };
-                report.torn_tail = Some(TornTail { at, bytes: bytes.len() as u64 - offset, kind });
-                report.end = at;
-            }
-            SegmentEnd::Tail { offset, kind } => {
-                return Err(WalError::Corrupt {
-                    at: WalPosition { segment: number, offset },
-                    reason: format!("{kind:?} damage in segment {number}, which is not the last"),
-                });
-            }
-            SegmentEnd::Corrupt { offset, reason } => {
-                return Err(WalError::Corrupt { at: WalPosition { segment: number, offset }, reason });
+        match judge(end, number, last, bytes.len())? {
+            Judged::Clean(end) => report.end = end,
+            Judged::Torn(torn) => {
+                report.end = torn.at;
+                report.torn_tail = Some(torn);
             }
         }
     }
