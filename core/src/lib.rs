@@ -16,6 +16,7 @@
 //! | [`protocol`] | sync messages, cursors, error codes, frame limits |
 //! | [`codec`] | the bounded MessagePack reader and canonical writer |
 //! | [`replica`] | the sans-IO client replica: local writes, outbox, sync |
+//! | [`query`] | the query model, comparison rules, predicates, evaluation |
 //!
 //! The merge rules are described with examples in `docs/semantics.md`, the wire format in
 //! `docs/protocol.md`.
@@ -28,5 +29,6 @@ pub mod key;
 pub mod merkle;
 mod prefetch;
 pub mod protocol;
+pub mod query;
 pub mod replica;
 pub mod value;
