@@ -98,6 +98,19 @@ impl HttpClient {
         check(response).await?.json().await.map_err(transport)
     }
 
+    /// `POST /v1/query` with SQL text; returns the response (`{"rows", "next"}`).
+    pub async fn query_sql(&self, sql: &str) -> Result<serde_json::Value, ClientError> {
+        let response =
+            self.post("/v1/query").json(&serde_json::json!({ "sql": sql })).send().await.map_err(transport)?;
+        check(response).await?.json().await.map_err(transport)
+    }
+
+    /// `POST /v1/query` with the JSON query model.
+    pub async fn query(&self, query: &serde_json::Value) -> Result<serde_json::Value, ClientError> {
+        let response = self.post("/v1/query").json(query).send().await.map_err(transport)?;
+        check(response).await?.json().await.map_err(transport)
+    }
+
     /// One page of `GET /v1/collections/{c}`: the records and the key to continue after.
     pub async fn list(
         &self,

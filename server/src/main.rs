@@ -43,6 +43,16 @@ enum Command {
         /// Output file (default: stdout).
         file: Option<PathBuf>,
     },
+    /// Run a SQL SELECT on a server and print the rows as a table (or JSON lines).
+    Sql {
+        #[command(flatten)]
+        server: Remote,
+        /// Print one JSON object per row instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The statement, e.g. "SELECT title FROM todos WHERE done = false LIMIT 10".
+        statement: String,
+    },
     /// Load generator: durable write throughput and catch-up speed of a running server.
     Bench {
         #[command(subcommand)]
@@ -220,6 +230,19 @@ fn main() -> anyhow::Result<()> {
             let client = weft_client::http::HttpClient::new(&server.url, server.token);
             let count = runtime.block_on(weft_server::cli::transfer::export(&client, &collection, file.as_deref()))?;
             eprintln!("exported {count} records from {collection}");
+        }
+        Command::Sql { server, json, statement } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let client = weft_client::http::HttpClient::new(&server.url, server.token);
+            let response = runtime.block_on(client.query_sql(&statement))?;
+            let rows = response.get("rows").and_then(|r| r.as_array()).cloned().unwrap_or_default();
+            if json {
+                for row in &rows {
+                    println!("{row}");
+                }
+            } else {
+                print!("{}", weft_server::cli::sql::table(&rows));
+            }
         }
         Command::Bench { command } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

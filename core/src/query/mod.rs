@@ -2,16 +2,24 @@
 //! limit/offset, a keyset cursor and a projection — its comparison rules
 //! ([`compare`]), its JSON form ([`json`]) and its evaluation by full scan.
 //!
-//! The same code runs on the client (a replica's collections) and on the server; the
-//! rules are documented in docs/queries.md. Indexes, live queries and SQL build on this.
+//! Grouped aggregates ([`AggregateQuery`]) and, with the `sql` feature, SQL `SELECT`
+//! text ([`parse_sql`]) map onto the same model. The same code runs on the client (a
+//! replica's collections) and on the server; the rules are documented in
+//! docs/queries.md. Indexes and live queries build on this.
 
+mod aggregate;
 pub mod compare;
 pub mod json;
 mod model;
 mod path;
 mod predicate;
+#[cfg(feature = "sql")]
+mod sql;
 
+pub use aggregate::{Accumulator, Aggregate, AggregateFn, AggregateQuery};
 pub use json::{PREDICATE_DEPTH_MAX, PREDICATE_NODES_MAX, QueryJsonError, keyset_to_json, predicate_from_json};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};
 pub use path::{FieldPath, PATH_SEGMENTS_MAX};
 pub use predicate::Predicate;
+#[cfg(feature = "sql")]
+pub use sql::{SqlError, SqlQuery, parse_sql};

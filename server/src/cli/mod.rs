@@ -2,5 +2,6 @@
 //! import and export, and the load generator.
 
 pub mod bench;
+pub mod sql;
 pub mod transfer;
 pub mod wal;

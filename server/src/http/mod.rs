@@ -4,10 +4,12 @@
 //! - `GET /v1/ws` — the WebSocket sync endpoint ([`crate::ws`]).
 //! - `POST /v1/sync` — push and pull in one stateless request ([`sync`]).
 //! - `GET /v1/collections/{c}/records/{id}`, `GET /v1/collections/{c}` ([`records`]).
+//! - `POST /v1/query` — one-shot queries, JSON query model or SQL ([`query`]).
 //! - `GET /health/live`, `GET /health/ready`, `GET /metrics` ([`health`]).
 //! - everything else: files of `static_dir`, the example app ([`static_files`]).
 
 pub mod health;
+pub mod query;
 pub mod records;
 pub mod static_files;
 pub mod sync;
@@ -29,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/sync", post(sync::sync))
+        .route("/v1/query", post(query::query))
         .route("/v1/collections/{collection}", get(records::list))
         .route("/v1/collections/{collection}/records/{id}", get(records::get_record))
         .route("/health/live", get(health::live))
