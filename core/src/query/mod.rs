@@ -10,6 +10,7 @@
 mod aggregate;
 pub mod compare;
 pub mod json;
+mod live;
 mod model;
 mod path;
 mod predicate;
@@ -18,6 +19,7 @@ mod sql;
 
 pub use aggregate::{Accumulator, Aggregate, AggregateFn, AggregateQuery};
 pub use json::{PREDICATE_DEPTH_MAX, PREDICATE_NODES_MAX, QueryJsonError, keyset_to_json, predicate_from_json};
+pub use live::{CHUNK_ROWS, LiveEvent, LiveQuery};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};
 pub use path::{FieldPath, PATH_SEGMENTS_MAX};
 pub use predicate::Predicate;

@@ -109,11 +109,11 @@ pub struct QueryResult {
     pub next: Option<Keyset>,
 }
 
-fn sort_value<'a>(document: &'a Document, order: &OrderBy) -> Option<&'a Value> {
+pub(crate) fn sort_value<'a>(document: &'a Document, order: &OrderBy) -> Option<&'a Value> {
     order.path.lookup(document).filter(|value| !matches!(value, Value::Null))
 }
 
-fn cmp_sort_values(a: Option<&Value>, b: Option<&Value>, order: &OrderBy) -> Ordering {
+pub(crate) fn cmp_sort_values(a: Option<&Value>, b: Option<&Value>, order: &OrderBy) -> Ordering {
     match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => {
@@ -166,7 +166,7 @@ fn keyset_of(order_by: &[OrderBy], key: &RecordKey, document: &Document) -> Keys
     }
 }
 
-fn project(select: Option<&[FieldPath]>, document: Document) -> Document {
+pub(crate) fn project(select: Option<&[FieldPath]>, document: Document) -> Document {
     match select {
         None => document,
         Some(paths) => {

@@ -1,0 +1,106 @@
+//! Query evaluation: a full-scan filter of 1M records, and the cost of keeping live
+//! queries up to date — one change applied to an affected ordered, limited live query
+//! over 100k records, and one change offered to 1,000 live queries of which one is
+//! affected.
+//!
+//! Run: `cargo bench -p weft-core --bench queries` (`WEFT_SCAN_RECORDS` changes the 1M).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benchmarks fail loudly on bad setup")]
+#![allow(missing_docs, reason = "criterion macros generate undocumented items")]
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use weft_core::key::{CollectionName, RecordKey};
+use weft_core::query::{FieldPath, LiveQuery, OrderBy, Predicate, Query};
+use weft_core::value::{Document, Value};
+
+fn document(i: u64) -> Document {
+    Document::from([
+        ("owner".to_string(), Value::Int((i % 1_000) as i64)),
+        ("n".to_string(), Value::Int(((i * 7_919) % 100_003) as i64)),
+        ("done".to_string(), Value::Bool(i % 3 == 0)),
+        ("title".to_string(), Value::String(format!("task number {i}"))),
+    ])
+}
+
+fn records(count: u64) -> Vec<(RecordKey, Document)> {
+    (0..count).map(|i| (RecordKey::new(format!("r{i:08}")).unwrap(), document(i))).collect()
+}
+
+fn collection() -> CollectionName {
+    CollectionName::new("tasks").unwrap()
+}
+
+fn full_scan(c: &mut Criterion) {
+    let count = std::env::var("WEFT_SCAN_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let data = records(count);
+    let query = Query {
+        filter: Predicate::And(vec![
+            Predicate::Eq(FieldPath::field("done"), Value::Bool(false)),
+            Predicate::Lt(FieldPath::field("n"), Value::Int(1_000)),
+        ]),
+        ..Query::all(collection())
+    };
+    let matches = data.iter().filter(|(_, d)| query.filter.matches(d)).count();
+    println!("full scan over {count} records, {matches} match");
+    let mut group = c.benchmark_group("query");
+    group.sample_size(10);
+    group.bench_function(format!("full_scan_filter_{count}"), |b| {
+        b.iter(|| data.iter().filter(|(_, document)| query.filter.matches(document)).count())
+    });
+    group.finish();
+}
+
+fn live(c: &mut Criterion) {
+    let data = records(100_000);
+    let top =
+        Query { order_by: vec![OrderBy::desc(FieldPath::field("n"))], limit: Some(20), ..Query::all(collection()) };
+    let (live, _) = LiveQuery::new(top, data.iter().map(|(k, d)| (k, d.clone())));
+    let mut group = c.benchmark_group("live_query");
+    let mut i = 0u64;
+    group.bench_function("one_change_ordered_limit_20_over_100k", |b| {
+        b.iter_batched_ref(
+            || live.clone(),
+            |live| {
+                for _ in 0..1_000 {
+                    i += 1;
+                    let (key, _) = &data[(i * 48_271 % 100_000) as usize];
+                    let _ = live.apply(key, Some(&document(i * 31)));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    // 1,000 live queries, one per owner; each change matches one of them.
+    let mut queries: Vec<LiveQuery> = (0..1_000)
+        .map(|owner| {
+            let query = Query {
+                filter: Predicate::Eq(FieldPath::field("owner"), Value::Int(owner)),
+                order_by: vec![OrderBy::desc(FieldPath::field("n"))],
+                limit: Some(20),
+                ..Query::all(collection())
+            };
+            LiveQuery::new(query, data.iter().map(|(k, d)| (k, d.clone()))).0
+        })
+        .collect();
+    let mut j = 0u64;
+    group.bench_function("one_change_offered_to_1000_queries", |b| {
+        b.iter(|| {
+            j += 1;
+            let (key, old) = &data[(j * 48_271 % 100_000) as usize];
+            let mut new = old.clone();
+            new.insert("n".to_string(), Value::Int((j % 100_003) as i64));
+            for query in &mut queries {
+                // A change can only affect queries whose filter matches the old or the
+                // new document (the dispatcher's test).
+                if query.query().filter.matches(old) || query.query().filter.matches(&new) {
+                    let _ = query.apply(key, Some(&new));
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, full_scan, live);
+criterion_main!(benches);

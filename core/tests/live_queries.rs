@@ -1,0 +1,138 @@
+//! Live queries against re-running the query: after every change of a random stream, the
+//! events turn the caller's previous list into exactly the result of running the query
+//! from scratch — with filters, several sort keys, offsets and limits (rows pushed out of
+//! the top N and the next ones entering).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use weft_core::key::{CollectionName, RecordKey};
+use weft_core::query::{FieldPath, LiveEvent, LiveQuery, Nulls, OrderBy, Predicate, Query, Row};
+use weft_core::value::{Document, Value};
+
+fn value() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Value::Null)),
+        (-4i64..4).prop_map(|i| Some(Value::Int(i))),
+        "[a-c]{0,1}".prop_map(|s| Some(Value::String(s))),
+    ]
+}
+
+fn document() -> impl Strategy<Value = Option<Document>> {
+    prop_oneof![
+        1 => Just(None),
+        5 => (value(), value()).prop_map(|(a, b)| {
+            let mut document = Document::new();
+            if let Some(a) = a { document.insert("a".into(), a); }
+            if let Some(b) = b { document.insert("b".into(), b); }
+            Some(document)
+        }),
+    ]
+}
+
+fn query() -> impl Strategy<Value = Query> {
+    let filter = prop_oneof![
+        Just(Predicate::True),
+        (-2i64..3).prop_map(|n| Predicate::Ge(FieldPath::field("a"), Value::Int(n))),
+        Just(Predicate::Exists(FieldPath::field("b"))),
+        Just(Predicate::Not(Box::new(Predicate::Eq(FieldPath::field("b"), Value::from("a"))))),
+    ];
+    let order = prop::collection::vec(
+        (prop_oneof![Just("a"), Just("b")], any::<bool>(), prop_oneof![Just(None), Just(Some(Nulls::First))])
+            .prop_map(|(f, descending, nulls)| OrderBy { path: FieldPath::field(f), descending, nulls }),
+        0..3,
+    );
+    (filter, order, prop_oneof![Just(None), (0usize..6).prop_map(Some)], 0usize..4, any::<bool>()).prop_map(
+        |(filter, order_by, limit, offset, project)| Query {
+            filter,
+            order_by,
+            limit,
+            offset,
+            select: project.then(|| vec![FieldPath::field("a")]),
+            ..Query::all(CollectionName::new("c").unwrap())
+        },
+    )
+}
+
+fn apply(list: &mut Vec<Row>, events: &[LiveEvent]) {
+    for event in events {
+        match event {
+            LiveEvent::Added { row, index } => list.insert(*index, row.clone()),
+            LiveEvent::Changed { row, old_index, new_index } => {
+                list.remove(*old_index);
+                list.insert(*new_index, row.clone());
+            }
+            LiveEvent::Removed { key, old_index } => {
+                let removed = list.remove(*old_index);
+                assert_eq!(&removed.key, key, "removed the wrong row");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, .. ProptestConfig::default() })]
+
+    #[test]
+    fn events_keep_the_callers_list_equal_to_rerunning_the_query(
+        query in query(),
+        initial in prop::collection::vec(document(), 0..12),
+        changes in prop::collection::vec((0usize..16, document()), 1..40),
+    ) {
+        let key = |i: usize| RecordKey::new(format!("k{i:02}")).unwrap();
+        let mut records: BTreeMap<RecordKey, Document> = BTreeMap::new();
+        for (i, document) in initial.into_iter().enumerate() {
+            if let Some(document) = document {
+                records.insert(key(i), document);
+            }
+        }
+        let rerun = |records: &BTreeMap<RecordKey, Document>| {
+            query.run(records.iter().map(|(k, d)| (k, d.clone()))).rows
+        };
+        let (mut live, mut list) = LiveQuery::new(query.clone(), records.iter().map(|(k, d)| (k, d.clone())));
+        prop_assert_eq!(&list, &rerun(&records));
+        for (i, document) in changes {
+            match &document {
+                Some(document) => records.insert(key(i), document.clone()),
+                None => records.remove(&key(i)),
+            };
+            let events = live.apply(&key(i), document.as_ref());
+            prop_assert!(events.len() <= 3, "{} events for one change", events.len());
+            apply(&mut list, &events);
+            let expected = rerun(&records);
+            prop_assert_eq!(&list, &expected, "after change to k{:02}: {:?}", i, events);
+            prop_assert_eq!(&live.rows(), &expected);
+        }
+    }
+}
+
+#[test]
+fn a_row_leaving_the_top_n_lets_the_next_one_in() {
+    let doc = |n: i64| Document::from([("n".to_string(), Value::Int(n))]);
+    let keys: Vec<RecordKey> = (0..5).map(|i| RecordKey::new(format!("k{i}")).unwrap()).collect();
+    let query = Query {
+        order_by: vec![OrderBy::desc(FieldPath::field("n"))],
+        limit: Some(3),
+        ..Query::all(CollectionName::new("scores").unwrap())
+    };
+    let (mut live, rows) = LiveQuery::new(query, keys.iter().zip((0..5).map(doc)));
+    assert_eq!(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["k4", "k3", "k2"]);
+    // k4 drops to the bottom: it leaves, k1 enters at the end.
+    let events = live.apply(&keys[4], Some(&doc(-1)));
+    assert_eq!(
+        events,
+        vec![
+            LiveEvent::Removed { key: keys[4].clone(), old_index: 0 },
+            LiveEvent::Added { row: Row { key: keys[1].clone(), document: doc(1) }, index: 2 },
+        ]
+    );
+    // k1 rises to the top: one change event.
+    let events = live.apply(&keys[1], Some(&doc(10)));
+    assert_eq!(
+        events,
+        vec![LiveEvent::Changed { row: Row { key: keys[1].clone(), document: doc(10) }, old_index: 2, new_index: 0 }]
+    );
+}
