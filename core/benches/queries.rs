@@ -1,4 +1,5 @@
-//! Query evaluation: a full-scan filter of 1M records, and the cost of keeping live
+//! Query evaluation: a full-scan filter of 1M records, a point lookup and index-planned
+//! equality and range queries over the same records, and the cost of keeping live
 //! queries up to date — one change applied to an affected ordered, limited live query
 //! over 100k records, and one change offered to 1,000 live queries of which one is
 //! affected.
@@ -10,7 +11,7 @@
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use weft_core::key::{CollectionName, RecordKey};
-use weft_core::query::{FieldPath, LiveQuery, OrderBy, Predicate, Query};
+use weft_core::query::{FieldPath, Index, IndexSpec, LiveQuery, OrderBy, Predicate, Query, execute, plan};
 use weft_core::value::{Document, Value};
 
 fn document(i: u64) -> Document {
@@ -47,6 +48,44 @@ fn full_scan(c: &mut Criterion) {
     group.bench_function(format!("full_scan_filter_{count}"), |b| {
         b.iter(|| data.iter().filter(|(_, document)| query.filter.matches(document)).count())
     });
+
+    // Point lookups and index-planned queries over the same records.
+    let by_key: std::collections::HashMap<RecordKey, Document> = data.iter().cloned().collect();
+    let mut indexes = vec![
+        Index::new(IndexSpec { name: "by_owner".into(), fields: vec![FieldPath::field("owner")] }),
+        Index::new(IndexSpec { name: "by_n".into(), fields: vec![FieldPath::field("n")] }),
+    ];
+    for (key, document) in &data {
+        for index in &mut indexes {
+            index.update(key, None, Some(document));
+        }
+    }
+    let keys: Vec<&RecordKey> = data.iter().map(|(k, _)| k).step_by(9_973).collect();
+    let mut next = 0;
+    group.sample_size(50);
+    group.bench_function("point_lookup", |b| {
+        b.iter(|| {
+            next = (next + 1) % keys.len();
+            by_key.get(keys[next]).map(|d| d.len())
+        })
+    });
+    let equality =
+        Query { filter: Predicate::Eq(FieldPath::field("owner"), Value::Int(7)), ..Query::all(collection()) };
+    let range = Query {
+        filter: Predicate::And(vec![
+            Predicate::Ge(FieldPath::field("n"), Value::Int(1_000)),
+            Predicate::Lt(FieldPath::field("n"), Value::Int(1_100)),
+        ]),
+        ..Query::all(collection())
+    };
+    for (name, query) in [("indexed_equality_1000_rows", &equality), ("indexed_range_1000_rows", &range)] {
+        let chosen = plan(query, &indexes);
+        let rows = execute(query, &chosen, &indexes, |k| by_key.get(k).cloned(), Vec::new).rows.len();
+        println!("{name}: {} → {rows} rows", chosen.explain());
+        group.bench_function(name, |b| {
+            b.iter(|| execute(query, &chosen, &indexes, |k| by_key.get(k).cloned(), Vec::new).rows.len())
+        });
+    }
     group.finish();
 }
 

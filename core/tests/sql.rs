@@ -81,6 +81,8 @@ fn accepted_statements_map_to_the_query_model() {
     for (sql, expected) in table {
         assert_eq!(select(sql).filter, expected, "{sql}");
     }
+    let SqlQuery::Explain(explained) = parse_sql("EXPLAIN SELECT * FROM todos WHERE a = 1").unwrap() else { panic!() };
+    assert!(matches!(*explained, SqlQuery::Select(Query { filter: Predicate::Eq(..), .. })));
     let query = select("SELECT * FROM todos ORDER BY a ASC NULLS FIRST, b LIMIT 5 OFFSET 10");
     assert_eq!(query.order_by[0], OrderBy { path: p("a"), descending: false, nulls: Some(Nulls::First) });
     assert_eq!(query.order_by[1], OrderBy::asc(p("b")));

@@ -236,7 +236,9 @@ fn main() -> anyhow::Result<()> {
             let client = weft_client::http::HttpClient::new(&server.url, server.token);
             let response = runtime.block_on(client.query_sql(&statement))?;
             let rows = response.get("rows").and_then(|r| r.as_array()).cloned().unwrap_or_default();
-            if json {
+            if let Some(plan) = response.get("plan").and_then(|p| p.as_str()) {
+                println!("plan: {plan}");
+            } else if json {
                 for row in &rows {
                     println!("{row}");
                 }

@@ -46,6 +46,8 @@ async fn queries_see_only_readable_rows_and_page_by_cursor() {
     assert_eq!(second["rows"][0]["n"], 0);
     assert_eq!(second["rows"][0]["id"], "alice-0");
 
+    let explained = alice.query_sql("EXPLAIN SELECT * FROM todos WHERE owner = 'alice'").await.unwrap();
+    assert_eq!(explained["plan"], "full scan (rows filtered by the read rules)");
     match alice.query_sql("SELECT * FROM todos WHERE a = b").await {
         Err(ClientError::Http { status: 400, message }) => {
             assert!(message.contains("comparing two fields (line 1, column 27)"), "{message}");

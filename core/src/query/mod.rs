@@ -9,6 +9,7 @@
 
 mod aggregate;
 pub mod compare;
+mod index;
 pub mod json;
 mod live;
 mod model;
@@ -18,6 +19,7 @@ mod predicate;
 mod sql;
 
 pub use aggregate::{Accumulator, Aggregate, AggregateFn, AggregateQuery};
+pub use index::{Index, IndexSpec, IndexValue, Plan, execute, plan};
 pub use json::{PREDICATE_DEPTH_MAX, PREDICATE_NODES_MAX, QueryJsonError, keyset_to_json, predicate_from_json};
 pub use live::{CHUNK_ROWS, LiveEvent, LiveQuery};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};

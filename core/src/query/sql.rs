@@ -39,6 +39,8 @@ pub enum SqlQuery {
     Select(Query),
     /// Grouped aggregates.
     Aggregate(AggregateQuery),
+    /// `EXPLAIN` of a query: show the plan instead of running it.
+    Explain(Box<SqlQuery>),
 }
 
 fn unsupported(what: &str, node: &impl Spanned) -> SqlError {
@@ -72,6 +74,16 @@ pub fn parse_sql(sql: &str) -> Result<SqlQuery, SqlError> {
             column: 1,
         });
     };
+    if let Statement::Explain { statement: inner, analyze: false, .. } = statement {
+        return match inner.as_ref() {
+            Statement::Query(_) => Ok(SqlQuery::Explain(Box::new(statement_query(inner)?))),
+            other => Err(unsupported("EXPLAIN of statements other than SELECT", other)),
+        };
+    }
+    statement_query(statement)
+}
+
+fn statement_query(statement: &Statement) -> Result<SqlQuery, SqlError> {
     let Statement::Query(query) = statement else {
         return Err(unsupported("statements other than SELECT", statement));
     };

@@ -32,6 +32,10 @@ use weft_core::crdt::{RecordState, VersionHash};
 use weft_core::key::{CollectionName, KeyHash, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
+mod flush;
+
+use flush::sorted_records;
+
 use crate::feed::{Feed, FeedBatch, FeedFilter, FeedRecord};
 use crate::store::{RecordStore, StoreError, StoredRecord, WriteBatch};
 use crate::wal::{Receipt, Recovery, Wal, WalConfig, WalError, WalPosition};
@@ -220,14 +224,6 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
     Ok(changes)
 }
 
-/// The records in store key order: B-tree inserts in order touch each page once, which
-/// makes a flush of 100,000 random keys several times cheaper than in hash order.
-fn sorted_records(map: &HashMap<RecordId, StoredRecord>) -> Vec<(&CollectionName, &RecordKey, &StoredRecord)> {
-    let mut records: Vec<_> = map.iter().map(|((collection, key), record)| (collection, key, record)).collect();
-    records.sort_unstable_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
-    records
-}
-
 impl Inner {
     /// Takes a record out of the working set; the flag says whether it was dirty (not
     /// yet in the store), so an unchanged record can go back where it was.
@@ -331,110 +327,6 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The guarded state stays consistent across a panic in a reader; keep serving.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn flush_locked(&self, guard: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
-        self.flush_some(guard, None)
-    }
-
-    /// Flushes every dirty record, or only those of `only` — then without moving the
-    /// checkpoint, since records of other collections before it would still be dirty.
-    /// Writing records early is safe: replay from the older checkpoint merges them again,
-    /// which changes nothing.
-    fn flush_some(
-        &self,
-        _one_flush_at_a_time: &MutexGuard<'_, ()>,
-        only: Option<&CollectionName>,
-    ) -> Result<Option<WalPosition>, EngineError> {
-        let (flushing, checkpoint, receipt) = {
-            let mut inner = self.lock();
-            if let Some(collection) = only {
-                let ids: Vec<RecordId> = inner.dirty.keys().filter(|(c, _)| c == collection).cloned().collect();
-                if ids.is_empty() {
-                    return Ok(None);
-                }
-                let mut map = HashMap::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(record) = inner.dirty.remove(&id) {
-                        map.insert(id, record);
-                    }
-                }
-                let map = Arc::new(map);
-                inner.flushing = Some(Arc::clone(&map));
-                (map, None, inner.last_receipt)
-            } else if inner.dirty.is_empty() {
-                // Merges that changed nothing still advance `applied`: the WAL must hold
-                // those records durably before anyone checkpoints there.
-                let (applied, receipt) = (inner.applied, inner.last_receipt);
-                drop(inner);
-                if let Some(receipt) = receipt {
-                    self.wal.wait_durable(receipt)?;
-                }
-                return Ok(applied);
-            } else {
-                // The next dirty map starts at its usual size: growing a table of 100k+
-                // records by doubling moves every record several times.
-                let capacity = inner.dirty.len();
-                let map = Arc::new(std::mem::replace(&mut inner.dirty, HashMap::with_capacity(capacity)));
-                inner.flushing = Some(Arc::clone(&map));
-                (map, inner.applied, inner.last_receipt)
-            }
-        };
-        // Never checkpoint past what the WAL holds durably.
-        let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
-        let result = durable.map_err(EngineError::from).and_then(|()| {
-            let batch = WriteBatch { records: sorted_records(&flushing), checkpoint };
-            lock_store(&self.store).commit(&batch).map_err(EngineError::from)
-        });
-        let mut inner = self.lock();
-        inner.flushing = None;
-        let map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
-        match result {
-            Ok(()) => {
-                for (id, record) in map {
-                    // A newer version may already be dirty again; it wins.
-                    if !inner.dirty.contains_key(&id) {
-                        inner.cache.put(id, record);
-                    }
-                }
-                Ok(checkpoint)
-            }
-            Err(error) => {
-                for (id, record) in map {
-                    inner.dirty.entry(id).or_insert(record);
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// Flushes once the dirty map reaches its bound, or every `flush_interval`, until the
-    /// engine stops. Runs on its own thread so that no writer pays for a flush.
-    fn flusher_loop(&self) {
-        loop {
-            {
-                let mut inner = self.lock();
-                let started = std::time::Instant::now();
-                while inner.dirty.len() < self.config.flush_records.max(1) && !self.stopping.load(Ordering::Acquire) {
-                    let interval = self.config.flush_interval.max(std::time::Duration::from_millis(10));
-                    let left = interval.saturating_sub(started.elapsed());
-                    if left.is_zero() {
-                        break;
-                    }
-                    inner = self.flush_wanted.wait_timeout(inner, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
-                }
-            }
-            if self.stopping.load(Ordering::Acquire) {
-                return;
-            }
-            let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if self.flush_locked(&guard).is_err() {
-                // The records went back to the dirty map; try again after a pause (writers
-                // that hit backpressure flush themselves and see the error).
-                drop(guard);
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-        }
     }
 }
 
