@@ -54,7 +54,8 @@ impl std::fmt::Debug for RawReceiver {
 /// Opens a WebSocket to `url` without saying hello.
 pub async fn open(url: &str) -> Result<(RawSender, RawReceiver), ClientError> {
     let url = ws_url(url);
-    let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+    // Nagle off: protocol frames are small and latency-bound.
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
         .await
         .map_err(|e| ClientError::Connect { url: url.clone(), reason: e.to_string() })?;
     let (sink, stream) = socket.split();

@@ -136,3 +136,94 @@ fn a_row_leaving_the_top_n_lets_the_next_one_in() {
         vec![LiveEvent::Changed { row: Row { key: keys[1].clone(), document: doc(10) }, old_index: 2, new_index: 0 }]
     );
 }
+
+mod aggregates {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use weft_core::key::{CollectionName, RecordKey};
+    use weft_core::query::{
+        Aggregate, AggregateEvent, AggregateFn, AggregateQuery, FieldPath, LiveAggregate, Predicate,
+    };
+    use weft_core::value::{Document, Value};
+
+    fn document() -> impl Strategy<Value = Option<Document>> {
+        let price = prop_oneof![
+            Just(None),
+            Just(Some(Value::Null)),
+            (-5i64..20).prop_map(|n| Some(Value::Int(n))),
+            Just(Some(Value::from("x")))
+        ];
+        prop_oneof![
+            1 => Just(None),
+            4 => (prop::option::of(0i64..3), price).prop_map(|(owner, price)| {
+                let mut d = Document::new();
+                if let Some(owner) = owner { d.insert("owner".into(), Value::Int(owner)); }
+                if let Some(price) = price { d.insert("price".into(), price); }
+                Some(d)
+            }),
+        ]
+    }
+
+    fn query(grouped: bool, filtered: bool) -> AggregateQuery {
+        let p = |f: &str| FieldPath::field(f);
+        let aggregate = |function, name: &str| Aggregate { function, name: name.into() };
+        AggregateQuery {
+            collection: CollectionName::new("orders").unwrap(),
+            filter: if filtered { Predicate::Ne(p("owner"), Value::Int(2)) } else { Predicate::True },
+            group_by: if grouped { vec![p("owner")] } else { Vec::new() },
+            aggregates: vec![
+                aggregate(AggregateFn::Count, "count"),
+                aggregate(AggregateFn::CountField(p("price")), "priced"),
+                aggregate(AggregateFn::Sum(p("price")), "sum"),
+                aggregate(AggregateFn::Min(p("price")), "min"),
+                aggregate(AggregateFn::Max(p("price")), "max"),
+                aggregate(AggregateFn::Avg(p("price")), "avg"),
+            ],
+            order_by: Vec::new(),
+            limit: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+        #[test]
+        fn live_aggregates_equal_recomputing_after_every_change(
+            grouped in any::<bool>(),
+            filtered in any::<bool>(),
+            changes in prop::collection::vec((0usize..12, document()), 1..60),
+        ) {
+            let query = query(grouped, filtered);
+            let key = |i: usize| RecordKey::new(format!("k{i:02}")).unwrap();
+            let mut records: BTreeMap<RecordKey, Document> = BTreeMap::new();
+            let mut live = LiveAggregate::new(query.clone(), std::iter::empty());
+            // The caller's view, kept by applying events: group fields → row.
+            let group_of = |row: &Document| row.get("owner").cloned().unwrap_or(Value::Null);
+            let mut view: BTreeMap<String, Document> =
+                live.rows().into_iter().map(|row| (format!("{:?}", group_of(&row)), row)).collect();
+            for (i, document) in changes {
+                match &document {
+                    Some(d) => records.insert(key(i), d.clone()),
+                    None => records.remove(&key(i)),
+                };
+                for event in live.apply(&key(i), document.as_ref()) {
+                    match event {
+                        AggregateEvent::Added(row) | AggregateEvent::Changed(row) => {
+                            view.insert(format!("{:?}", group_of(&row)), row);
+                        }
+                        AggregateEvent::Removed(fields) => {
+                            let group = format!("{:?}", group_of(&fields));
+                            prop_assert!(view.remove(&group).is_some(), "removed a group not shown: {}", group);
+                        }
+                    }
+                }
+                let expected = query.run(records.iter().map(|(k, d)| (k, d.clone())));
+                prop_assert_eq!(&live.rows(), &expected);
+                let expected_view: BTreeMap<String, Document> =
+                    expected.iter().map(|row| (format!("{:?}", group_of(row)), row.clone())).collect();
+                prop_assert_eq!(&view, &expected_view);
+            }
+        }
+    }
+}

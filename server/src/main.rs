@@ -88,6 +88,23 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Live push latency: one writer, several subscribers, send → receive per change.
+    Live {
+        #[command(flatten)]
+        server: Remote,
+        /// Subscribed clients.
+        #[arg(long, default_value_t = 10)]
+        subscribers: usize,
+        /// Changes written (one per batch).
+        #[arg(long, default_value_t = 2000)]
+        changes: u64,
+        /// Milliseconds between changes.
+        #[arg(long, default_value_t = 2)]
+        interval_ms: u64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time an empty client catching up a fresh collection of R records.
     Sync {
         #[command(flatten)]
@@ -272,6 +289,24 @@ fn main() -> anyhow::Result<()> {
                             report.p99_ms,
                             report.max_ms,
                             report.errors
+                        );
+                    }
+                }
+                BenchCommand::Live { server, subscribers, changes, interval_ms, json } => {
+                    let interval = std::time::Duration::from_millis(interval_ms.max(1));
+                    let report = runtime.block_on(weft_server::cli::bench::live(
+                        &server.url,
+                        server.token,
+                        subscribers,
+                        changes,
+                        interval,
+                    ))?;
+                    if json {
+                        println!("{}", serde_json::to_string(&report)?);
+                    } else {
+                        println!(
+                            "{} deliveries: send → receive p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                            report.deliveries, report.p50_ms, report.p99_ms, report.max_ms
                         );
                     }
                 }

@@ -128,6 +128,13 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let Server { state, listener } = self;
         let app = crate::http::router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+        // Acks and live changes are small frames: Nagle's algorithm would hold each one
+        // back until the previous is acknowledged (up to 40 ms with delayed ACKs).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+        });
         let mut stopped = state.shutdown.subscribe();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

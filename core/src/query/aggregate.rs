@@ -61,7 +61,7 @@ pub struct AggregateQuery {
 
 /// A value ordered by the query sort order, for group keys.
 #[derive(Clone, Debug)]
-struct GroupValue(Value);
+pub(crate) struct GroupValue(pub(crate) Value);
 
 impl PartialEq for GroupValue {
     fn eq(&self, other: &GroupValue) -> bool {

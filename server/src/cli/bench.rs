@@ -314,3 +314,119 @@ pub async fn sync(url: &str, token: Option<String>, records: u64) -> Result<Sync
         fill_seconds,
     })
 }
+
+/// What a live-push run measured.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LiveReport {
+    /// Changes written.
+    pub changes: u64,
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Deliveries measured (changes × subscribers).
+    pub deliveries: u64,
+    /// Median time from the writer sending a change to a subscriber receiving it, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Worst, ms.
+    pub max_ms: f64,
+}
+
+/// Live push latency: `subscribers` clients subscribe to a fresh collection; one writer
+/// sends `changes` single-change batches, one every `interval`; each subscriber notes when
+/// each change arrives. The figure is send → receive, so it includes the server making
+/// the change durable (the server pushes only durable changes) — an upper bound on
+/// commit → receive.
+pub async fn live(
+    url: &str,
+    token: Option<String>,
+    subscribers: usize,
+    changes: u64,
+    interval: Duration,
+) -> Result<LiveReport, ClientError> {
+    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let collection = CollectionName::new(format!("bench_live_{suffix}"))
+        .map_err(|e| ClientError::Protocol(format!("collection: {e}")))?;
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for s in 0..subscribers {
+        let (mut sender, mut receiver, _) =
+            weft_client::raw::connect(url, NodeId(0x6000 + s as u64), token.clone()).await?;
+        let subscribe = ClientMessage::Subscribe {
+            subscription_id: SubscriptionId(1),
+            collection: collection.clone(),
+            cursor: None,
+            shape: None,
+        };
+        sender.send(&subscribe).await?;
+        loop {
+            match receiver.recv().await? {
+                Some(ServerMessage::Changes { caught_up: true, .. }) => break,
+                Some(_) => {}
+                None => return Err(ClientError::Protocol("closed while subscribing".into())),
+            }
+        }
+        readers.push(tokio::spawn(async move {
+            let _keep_open = sender;
+            let mut arrivals: Vec<(u64, Instant)> = Vec::new();
+            while (arrivals.len() as u64) < changes {
+                match receiver.recv().await {
+                    Ok(Some(ServerMessage::Changes { changes: batch, .. })) => {
+                        let now = Instant::now();
+                        for change in batch {
+                            if let Some(n) = change.key.as_str().strip_prefix('c').and_then(|n| n.parse().ok()) {
+                                arrivals.push((n, now));
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+            }
+            arrivals
+        }));
+    }
+    let node = NodeId(0x6fff);
+    let (mut sender, mut receiver, _) = weft_client::raw::connect(url, node, token).await?;
+    let acks = tokio::spawn(async move { while let Ok(Some(_)) = receiver.recv().await {} });
+    let mut clock = HlcClock::new(node, SystemClock);
+    let mut sent_at = Vec::with_capacity(changes as usize);
+    let mut tick = tokio::time::interval(interval);
+    for n in 0..changes {
+        tick.tick().await;
+        let hlc = clock.now();
+        let key = RecordKey::new(format!("c{n}")).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let change = Change { collection: collection.clone(), key, hlc, state: ops::put(None, document(n), hlc) };
+        sent_at.push(started.elapsed());
+        sender.send(&ClientMessage::Push { batch_id: BatchId(n + 1), changes: vec![change] }).await?;
+    }
+    let mut latencies = Vec::new();
+    for reader in readers {
+        let arrivals = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .map_err(|_| ClientError::Protocol("subscribers did not receive every change".into()))?
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        for (n, at) in arrivals {
+            if let Some(sent) = sent_at.get(n as usize) {
+                latencies.push((at.duration_since(started).saturating_sub(*sent)).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    sender.close().await;
+    acks.abort();
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(LiveReport {
+        changes,
+        subscribers,
+        deliveries: latencies.len() as u64,
+        p50_ms: percentile(0.5),
+        p99_ms: percentile(0.99),
+        max_ms: latencies.last().copied().unwrap_or(0.0),
+    })
+}
