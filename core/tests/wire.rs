@@ -95,6 +95,28 @@ fn client_messages() -> Vec<ClientMessage> {
             cursor: None,
             shape: Some(Shape::from([("owner", Value::from("alice")), ("done", Value::from(false))])),
         },
+        ClientMessage::Subscribe {
+            subscription_id: SubscriptionId(5),
+            collection: CollectionName::new("todos").unwrap(),
+            cursor: None,
+            shape: Some(Shape::from(weft_core::query::Predicate::Or(vec![
+                weft_core::query::Predicate::And(vec![
+                    weft_core::query::Predicate::Ge(
+                        weft_core::query::FieldPath::parse("meta.priority").unwrap(),
+                        Value::Int(3),
+                    ),
+                    weft_core::query::Predicate::Not(Box::new(weft_core::query::Predicate::Exists(
+                        weft_core::query::FieldPath::field("archived"),
+                    ))),
+                ]),
+                weft_core::query::Predicate::In(
+                    weft_core::query::FieldPath::field("tag"),
+                    vec![Value::from("a"), Value::Null],
+                ),
+                weft_core::query::Predicate::Prefix(weft_core::query::FieldPath::field("title"), "buy".into()),
+                weft_core::query::Predicate::True,
+            ]))),
+        },
         ClientMessage::Unsubscribe { subscription_id: SubscriptionId(3) },
         ClientMessage::Reconcile {
             session_id: SessionId(1),
@@ -354,6 +376,29 @@ fn trailing_fields_are_ignored_but_trailing_bytes_are_not() {
     assert_eq!(ClientMessage::decode(&frame, &limits()).unwrap(), ClientMessage::Ping { nonce: 7 });
     let frame = [0x92, 0x06, 0x07, 0xc0];
     assert_error(&frame, |e| matches!(e, DecodeError::TrailingBytes { count: 1, .. }));
+}
+
+#[test]
+fn shapes_with_unknown_operators_or_too_many_conditions_are_refused() {
+    use weft_core::query::{FieldPath, Predicate};
+    let subscribe = |predicate: Predicate| {
+        ClientMessage::Subscribe {
+            subscription_id: SubscriptionId(1),
+            collection: CollectionName::new("todos").unwrap(),
+            cursor: None,
+            shape: Some(Shape::from(predicate)),
+        }
+        .encode()
+    };
+    let many = Predicate::Or((0..100).map(|i| Predicate::Eq(FieldPath::field("n"), Value::Int(i))).collect());
+    let error = ClientMessage::decode(&subscribe(many), &limits()).unwrap_err().to_string();
+    assert!(error.contains("more than the limit of 64"), "{error}");
+    // Operator 99 does not exist: patch the encoded `[13, ...]` (not) into `[99, ...]`.
+    let mut frame = subscribe(Predicate::Not(Box::new(Predicate::True)));
+    let at = frame.windows(2).position(|w| w == [0x92, 13]).unwrap();
+    frame[at + 1] = 99;
+    let error = ClientMessage::decode(&frame, &limits()).unwrap_err().to_string();
+    assert!(error.contains("unknown shape operator 99"), "{error}");
 }
 
 #[test]

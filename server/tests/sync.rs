@@ -216,6 +216,24 @@ async fn a_shape_subscription_gets_only_matching_rows_and_hears_when_one_leaves(
     writer.put(&todos(), &key("d"), doc(&[("list", Value::from("work"))])).unwrap();
     writer.synced().await.unwrap();
     assert!(eventually(WAIT, || ids(&home) == vec!["b", "c"]).await, "got {:?}", ids(&home));
+
+    // Any predicate of the query model works as a shape.
+    use weft_core::query::{FieldPath, Predicate};
+    let urgent = Client::connect(ClientConfig::new(server.url())).await.unwrap();
+    let predicate = Predicate::And(vec![
+        Predicate::Ge(FieldPath::field("priority"), Value::Int(3)),
+        Predicate::Not(Box::new(Predicate::Eq(FieldPath::field("list"), Value::from("work")))),
+    ]);
+    urgent.subscribe(&todos(), Some(Shape::from(predicate)));
+    writer.update(&todos(), &key("c"), doc(&[("priority", Value::from(5))])).unwrap();
+    writer.update(&todos(), &key("d"), doc(&[("priority", Value::from(9))])).unwrap();
+    writer.synced().await.unwrap();
+    urgent.caught_up(&todos()).await.unwrap();
+    assert!(eventually(WAIT, || ids(&urgent) == vec!["c"]).await, "got {:?}", ids(&urgent));
+    writer.update(&todos(), &key("c"), doc(&[("priority", Value::from(1))])).unwrap();
+    writer.update(&todos(), &key("b"), doc(&[("priority", Value::from(4))])).unwrap();
+    writer.synced().await.unwrap();
+    assert!(eventually(WAIT, || ids(&urgent) == vec!["b"]).await, "got {:?}", ids(&urgent));
     server.stop().await;
 }
 

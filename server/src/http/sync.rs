@@ -307,9 +307,16 @@ async fn json_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) ->
             Some(text) => Some(cursor_from_string(text)?),
             None => None,
         };
-        let shape = match pull.get("shape") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(shape) => Some(Shape { equals: document_from_json(Some(shape), &format!("pull {index} shape"))? }),
+        // `shape`: field equalities; `where`: any predicate of the query model.
+        let shape = match (pull.get("shape"), pull.get("where")) {
+            (Some(_), Some(_)) => return Err(bad(format!("pull {index}: give `shape` or `where`, not both"))),
+            (Some(shape), None) if !shape.is_null() => {
+                Some(Shape::equals(document_from_json(Some(shape), &format!("pull {index} shape"))?))
+            }
+            (None, Some(predicate)) if !predicate.is_null() => Some(Shape::from(
+                weft_core::query::predicate_from_json(predicate).map_err(|e| bad(format!("pull {index}: {e}")))?,
+            )),
+            _ => None,
         };
         let pages = pull_pages(state, principal, &collection, cursor.as_ref(), shape).await?;
         let mut records = Vec::new();
