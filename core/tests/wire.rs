@@ -118,6 +118,7 @@ fn client_messages() -> Vec<ClientMessage> {
             ]))),
         },
         ClientMessage::Unsubscribe { subscription_id: SubscriptionId(3) },
+        ClientMessage::Query { request_id: 2, query: "SELECT * FROM todos".into() },
         ClientMessage::Reconcile {
             session_id: SessionId(1),
             collection: CollectionName::new("todos").unwrap(),
@@ -162,6 +163,12 @@ fn server_messages() -> Vec<ServerMessage> {
             fatal: true,
         },
         ServerMessage::Pong { nonce: 77 },
+        ServerMessage::QueryResult {
+            request_id: 9,
+            rows: vec![Document::from([("id".to_string(), Value::from("t1")), ("n".to_string(), Value::Int(3))])],
+            next: Some("{\"key\":\"t1\",\"values\":[3]}".into()),
+        },
+        ServerMessage::QueryResult { request_id: 10, rows: Vec::new(), next: None },
         ServerMessage::Removed {
             subscription_id: SubscriptionId(2),
             keys: vec![RecordKey::new("t1").unwrap(), RecordKey::new("t2").unwrap()],

@@ -87,3 +87,58 @@ async fn weft_sql_prints_a_table_or_json_lines() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported: JOIN"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_queries_over_the_websocket_answer_with_rows_or_an_error_naming_the_request() {
+    use weft_core::hlc::NodeId;
+    use weft_core::protocol::{ClientMessage, ErrorCode, ServerMessage};
+
+    let server = InProcess::start(auth_config()).await;
+    let url = server.url();
+    let alice = HttpClient::new(&url, Some(token("alice", &["user"])));
+    let writes = serde_json::json!({"writes": [
+        {"collection": "todos", "id": "a1", "fields": {"owner": "alice", "n": 2}},
+        {"collection": "todos", "id": "a2", "fields": {"owner": "alice", "n": 5}},
+    ]});
+    alice.sync_json(&writes).await.unwrap();
+    HttpClient::new(&url, Some(token("bob", &["user"])))
+        .sync_json(
+            &serde_json::json!({"writes": [{"collection": "todos", "id": "b1", "fields": {"owner": "bob", "n": 9}}]}),
+        )
+        .await
+        .unwrap();
+    let (mut sender, mut receiver, _) =
+        weft_client::raw::connect(&url, NodeId(3), Some(token("alice", &["user"]))).await.unwrap();
+    sender
+        .send(&ClientMessage::Query { request_id: 4, query: "SELECT n FROM todos ORDER BY n DESC".into() })
+        .await
+        .unwrap();
+    match receiver.recv().await.unwrap() {
+        Some(ServerMessage::QueryResult { request_id: 4, rows, next: None }) => {
+            let ns: Vec<Value> = rows.iter().map(|r| r["n"].clone()).collect();
+            assert_eq!(ns, vec![Value::Int(5), Value::Int(2)], "bob's row is not readable");
+            assert_eq!(rows[0]["id"], Value::from("a2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let json = r#"{"collection": "todos", "order_by": ["n"], "limit": 1}"#;
+    sender.send(&ClientMessage::Query { request_id: 5, query: json.into() }).await.unwrap();
+    match receiver.recv().await.unwrap() {
+        Some(ServerMessage::QueryResult { request_id: 5, rows, next: Some(next) }) => {
+            assert_eq!(rows.len(), 1);
+            assert!(next.contains("a1"), "{next}");
+        }
+        other => panic!("{other:?}"),
+    }
+    sender
+        .send(&ClientMessage::Query { request_id: 6, query: "SELECT * FROM todos WHERE a = b".into() })
+        .await
+        .unwrap();
+    match receiver.recv().await.unwrap() {
+        Some(ServerMessage::Error { code: ErrorCode::Malformed, message, fatal: false, .. }) => {
+            assert!(message.starts_with("query 6: SQL: unsupported: comparing two fields"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    server.stop().await;
+}

@@ -15,6 +15,7 @@ use super::cursor::Cursor;
 use super::error_code::ErrorCode;
 use super::shape::Shape;
 use crate::key::RecordKey;
+use crate::value::{Document, decode_document, encode_document};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -84,6 +85,14 @@ pub enum ClientMessage {
         /// Echoed back.
         nonce: u64,
     },
+    /// Type 7. A one-shot query: SQL `SELECT` text, or the query model as JSON text
+    /// (docs/queries.md). Answered by a query result with the same id, or an error.
+    Query {
+        /// Connection-unique request number.
+        request_id: u32,
+        /// SQL or JSON text.
+        query: String,
+    },
 }
 
 /// Messages a server sends.
@@ -143,6 +152,16 @@ pub enum ServerMessage {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// Type 71. The answer to a query.
+    QueryResult {
+        /// The query's request id.
+        request_id: u32,
+        /// The rows: records with their key in `id`, or aggregate rows.
+        rows: Vec<Document>,
+        /// Where the next page starts (JSON text of the keyset cursor), if the limit cut
+        /// the result short.
+        next: Option<String>,
+    },
     /// Type 70. Records that left a subscription's view (they no longer match its shape,
     /// or the rules no longer let this client read them): drop the local copies.
     Removed {
@@ -161,6 +180,7 @@ const SUBSCRIBE: u64 = 3;
 const UNSUBSCRIBE: u64 = 4;
 const CLIENT_RECONCILE: u64 = 5;
 const PING: u64 = 6;
+const QUERY: u64 = 7;
 const WELCOME: u64 = 64;
 const ACK: u64 = 65;
 const CHANGES: u64 = 66;
@@ -168,6 +188,9 @@ const SERVER_RECONCILE: u64 = 67;
 const ERROR: u64 = 68;
 const PONG: u64 = 69;
 const REMOVED: u64 = 70;
+const QUERY_RESULT: u64 = 71;
+/// Longest query text, in bytes.
+pub const QUERY_BYTES_MAX: usize = 64 * 1024;
 
 fn encode_changes(changes: &[Change], writer: &mut Writer) {
     writer.array_len(changes.len());
@@ -270,6 +293,12 @@ impl ClientMessage {
                 writer.uint(PING);
                 writer.uint(*nonce);
             }
+            ClientMessage::Query { request_id, query } => {
+                writer.array_len(3);
+                writer.uint(QUERY);
+                writer.uint(*request_id as u64);
+                writer.str(query);
+            }
         }
         writer.into_bytes()
     }
@@ -313,6 +342,12 @@ impl ClientMessage {
             PING => {
                 require(fields, 1, &reader, "ping")?;
                 (ClientMessage::Ping { nonce: reader.u64("nonce")? }, 1)
+            }
+            QUERY => {
+                require(fields, 2, &reader, "query")?;
+                let request_id = reader.u32("request id")?;
+                let query = reader.str_max(QUERY_BYTES_MAX, "query text")?.to_owned();
+                (ClientMessage::Query { request_id, query }, 2)
             }
             tag => return Err(DecodeError::UnknownMessageType { tag }),
         };
@@ -374,6 +409,19 @@ impl ServerMessage {
                 writer.uint(PONG);
                 writer.uint(*nonce);
             }
+            ServerMessage::QueryResult { request_id, rows, next } => {
+                writer.array_len(4);
+                writer.uint(QUERY_RESULT);
+                writer.uint(*request_id as u64);
+                writer.array_len(rows.len());
+                for row in rows {
+                    encode_document(row, &mut writer);
+                }
+                match next {
+                    Some(next) => writer.str(next),
+                    None => writer.nil(),
+                }
+            }
             ServerMessage::Removed { subscription_id, keys, cursor } => {
                 writer.array_len(4);
                 writer.uint(REMOVED);
@@ -431,6 +479,22 @@ impl ServerMessage {
             PONG => {
                 require(fields, 1, &reader, "pong")?;
                 (ServerMessage::Pong { nonce: reader.u64("nonce")? }, 1)
+            }
+            QUERY_RESULT => {
+                require(fields, 3, &reader, "query result")?;
+                let request_id = reader.u32("request id")?;
+                let len = reader.array_max(reader.limits().batch_len_max, "query rows")?;
+                let mut rows = Vec::with_capacity(len);
+                for _ in 0..len {
+                    rows.push(decode_document(&mut reader)?);
+                }
+                reader.leave();
+                let next = if reader.take_nil() {
+                    None
+                } else {
+                    Some(reader.str_max(QUERY_BYTES_MAX, "next cursor")?.to_owned())
+                };
+                (ServerMessage::QueryResult { request_id, rows, next }, 3)
             }
             REMOVED => {
                 require(fields, 3, &reader, "removed")?;

@@ -14,7 +14,7 @@ pub use cursor::{Cursor, LogId};
 pub use envelope::{ENVELOPE_FRAMES_MAX, decode_envelope, encode_envelope};
 pub use error_code::ErrorCode;
 pub use message::{
-    BatchId, ClientMessage, ERROR_MESSAGE_BYTES_MAX, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
-    TOKEN_BYTES_MAX,
+    BatchId, ClientMessage, ERROR_MESSAGE_BYTES_MAX, PROTOCOL_VERSION, QUERY_BYTES_MAX, ServerMessage, SessionId,
+    SubscriptionId, TOKEN_BYTES_MAX,
 };
 pub use shape::{SHAPE_CONDITIONS_MAX, Shape};

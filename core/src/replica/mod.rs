@@ -155,6 +155,15 @@ pub enum ReplicaEvent {
         /// The records dropped.
         keys: Vec<RecordKey>,
     },
+    /// The answer to a one-shot query sent with [`ClientMessage::Query`].
+    QueryResult {
+        /// The query's request id.
+        request_id: u32,
+        /// The rows.
+        rows: Vec<Document>,
+        /// Where the next page starts (JSON text), if any.
+        next: Option<String>,
+    },
     /// A subscription finished catching up.
     CaughtUp {
         /// The collection.
@@ -597,6 +606,9 @@ impl<C: ClockSource> Replica<C> {
                 if !keys.is_empty() {
                     out.events.push(ReplicaEvent::Removed { collection, keys });
                 }
+            }
+            ServerMessage::QueryResult { request_id, rows, next } => {
+                out.events.push(ReplicaEvent::QueryResult { request_id, rows, next });
             }
             ServerMessage::Pong { .. } => {}
         }

@@ -159,6 +159,23 @@ async fn handle(state: &Arc<AppState>, principal: &Principal, message: ClientMes
             }
         }
         ClientMessage::Ping { nonce } => vec![ServerMessage::Pong { nonce }],
+        ClientMessage::Query { request_id, query } => {
+            let task_state = Arc::clone(state);
+            let principal = principal.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                let parsed = crate::sync::query::parse_text(&query)?;
+                crate::sync::query::run(&task_state, &principal, &parsed)
+            })
+            .await
+            .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "query failed inside the server")));
+            match answer {
+                Ok(result) => vec![crate::sync::query::result_message(request_id, &result)],
+                Err(mut error) => {
+                    error.message = format!("query {request_id}: {}", error.message);
+                    vec![error.to_message(None, false)]
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod pull;
 pub mod push;
+pub mod query;
 pub mod reconcile;
 pub mod view;
 

@@ -289,6 +289,23 @@ impl Connection {
                 self.send(ServerMessage::Pong { nonce }).await;
                 Next::Continue
             }
+            ClientMessage::Query { request_id, query } => {
+                let state = Arc::clone(&self.state);
+                let answer = tokio::task::spawn_blocking(move || {
+                    let parsed = crate::sync::query::parse_text(&query)?;
+                    crate::sync::query::run(&state, &principal, &parsed)
+                })
+                .await
+                .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "query failed inside the server")));
+                match answer {
+                    Ok(result) => self.send(crate::sync::query::result_message(request_id, &result)).await,
+                    Err(mut error) => {
+                        error.message = format!("query {request_id}: {}", error.message);
+                        self.send(error.to_message(None, false)).await;
+                    }
+                }
+                Next::Continue
+            }
         }
     }
 

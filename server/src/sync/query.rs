@@ -1,0 +1,132 @@
+//! One-shot queries, for both transports (`POST /v1/query` and the WebSocket `Query`
+//! message): parse SQL or the JSON model, scan what the caller may read, evaluate.
+//!
+//! Evaluation is a full scan of the collection (index declarations on the server come
+//! later), restricted first to the rows the caller may read, so aggregates never count
+//! rows the rules hide.
+
+use weft_core::key::{CollectionName, RecordKey};
+use weft_core::protocol::{ErrorCode, ServerMessage};
+use weft_core::query::{Query, SqlQuery, keyset_to_json, parse_sql};
+use weft_core::value::{Document, Value, document_to_json};
+
+use super::OpError;
+use crate::auth::Principal;
+use crate::auth::rules::{Access, Operation};
+use crate::http::records::record_json;
+use crate::state::AppState;
+
+/// Records read per store page while scanning.
+const SCAN_PAGE: usize = 1_000;
+
+fn bad(message: String) -> OpError {
+    OpError::new(ErrorCode::Malformed, message)
+}
+
+/// Reads the request into a query.
+pub fn parse_request(content_type: &str, body: &[u8]) -> Result<SqlQuery, OpError> {
+    if content_type.starts_with("text/plain") || content_type.starts_with("application/sql") {
+        let sql = std::str::from_utf8(body).map_err(|_| bad("SQL text is not UTF-8".to_owned()))?;
+        return parse_sql(sql).map_err(|e| bad(format!("SQL: {e}")));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
+    match json.get("sql") {
+        Some(serde_json::Value::String(sql)) => parse_sql(sql).map_err(|e| bad(format!("SQL: {e}"))),
+        Some(_) => Err(bad("`sql` must be a string".to_owned())),
+        None => Query::from_json(&json).map(SqlQuery::Select).map_err(|e| bad(e.to_string())),
+    }
+}
+
+/// Every readable document of `collection` (blocking: a scan of the store).
+fn readable_documents(
+    state: &AppState,
+    collection: &CollectionName,
+    access: &Access,
+) -> Result<Vec<(RecordKey, Document)>, OpError> {
+    let engine = state.engine()?;
+    let mut out = Vec::new();
+    let mut after: Option<RecordKey> = None;
+    loop {
+        let page = engine.scan(collection, after.as_ref(), SCAN_PAGE)?;
+        let full = page.len() == SCAN_PAGE;
+        after = page.last().map(|(key, _)| key.clone());
+        for (key, record) in page {
+            if let Some(document) = record.state.document().filter(|d| access.allows(Some(d))) {
+                out.push((key, document));
+            }
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Runs a parsed query for `principal`'s view (blocking).
+pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
+    let collection = match query {
+        SqlQuery::Select(query) => &query.collection,
+        SqlQuery::Aggregate(query) => &query.collection,
+        SqlQuery::Explain(inner) => match inner.as_ref() {
+            SqlQuery::Select(query) => &query.collection,
+            SqlQuery::Aggregate(query) => &query.collection,
+            SqlQuery::Explain(_) => return Err(bad("EXPLAIN EXPLAIN".to_owned())),
+        },
+    };
+    let access = state.rules.access(principal, collection.as_str(), Operation::Read);
+    if access == Access::Denied {
+        return Err(OpError::new(ErrorCode::Forbidden, format!("read of {collection} denied for {:?}", principal.sub)));
+    }
+    if let SqlQuery::Explain(inner) = query {
+        // The server keeps no secondary indexes yet: every query is a scan of what the
+        // caller may read.
+        let plan = match inner.as_ref() {
+            SqlQuery::Select(query) => weft_core::query::plan(query, &[]).explain(),
+            _ => "full scan, then group".to_owned(),
+        };
+        let rows_rule = if access == Access::All { "" } else { " (rows filtered by the read rules)" };
+        return Ok(serde_json::json!({ "plan": format!("{plan}{rows_rule}"), "rows": [], "next": null }));
+    }
+    let documents = readable_documents(state, collection, &access)?;
+    let records = documents.iter().map(|(key, document)| (key, document.clone()));
+    Ok(match query {
+        SqlQuery::Select(query) => {
+            let result = query.run(records);
+            let rows: Vec<serde_json::Value> =
+                result.rows.iter().map(|row| record_json(&row.key, &row.document)).collect();
+            serde_json::json!({ "rows": rows, "next": result.next.as_ref().map(keyset_to_json) })
+        }
+        SqlQuery::Aggregate(query) => {
+            let rows: Vec<serde_json::Value> = query.run(records).iter().map(document_to_json).collect();
+            serde_json::json!({ "rows": rows, "next": null })
+        }
+        SqlQuery::Explain(_) => serde_json::json!({ "rows": [], "next": null }),
+    })
+}
+
+/// Parses query text: the JSON model when it starts with `{`, else SQL.
+pub fn parse_text(text: &str) -> Result<SqlQuery, OpError> {
+    if text.trim_start().starts_with('{') {
+        parse_request("application/json", text.as_bytes())
+    } else {
+        parse_sql(text).map_err(|e| bad(format!("SQL: {e}")))
+    }
+}
+
+/// The protocol answer for a query result (rows as documents; the cursor as JSON text).
+pub fn result_message(request_id: u32, result: &serde_json::Value) -> ServerMessage {
+    let rows = result
+        .get("rows")
+        .and_then(|r| r.as_array())
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| match Value::from_json(row) {
+                    Ok(Value::Object(document)) => Some(document),
+                    _ => None,
+                })
+                .collect::<Vec<Document>>()
+        })
+        .unwrap_or_default();
+    let next = result.get("next").filter(|n| !n.is_null()).map(|n| n.to_string());
+    ServerMessage::QueryResult { request_id, rows, next }
+}
