@@ -97,6 +97,9 @@ impl TestServer {
             }
             ClientMessage::Unsubscribe { .. } => vec![],
             ClientMessage::Ping { nonce } => vec![ServerMessage::Pong { nonce }],
+            ClientMessage::Query { request_id, .. } => {
+                vec![ServerMessage::QueryResult { request_id, rows: Vec::new(), next: None }]
+            }
         };
         replies.iter().map(ServerMessage::encode).collect()
     }
