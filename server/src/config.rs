@@ -33,6 +33,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Authorization rules per collection (`"*"` applies to collections not listed).
     pub collections: BTreeMap<String, RuleSpec>,
+    /// Secondary indexes per collection: lists of fields (`todos = [["owner"]]`).
+    pub indexes: BTreeMap<String, Vec<Vec<String>>>,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             collections: BTreeMap::new(),
+            indexes: BTreeMap::new(),
         }
     }
 }
@@ -332,6 +335,7 @@ impl Config {
         for (collection, spec) in &self.collections {
             spec.compile().map_err(|error| ConfigError::Invalid(format!("collections.{collection}: {error}")))?;
         }
+        crate::indexes::ServerIndexes::new(&self.indexes).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -378,6 +382,12 @@ impl Config {
             self.collections.keys().cloned().collect::<Vec<_>>().join(", ")
         };
         line("collections (rules)", rules);
+        let indexes: Vec<String> = self
+            .indexes
+            .iter()
+            .flat_map(|(c, list)| list.iter().map(move |fields| format!("{c}({})", fields.join(", "))))
+            .collect();
+        line("indexes", if indexes.is_empty() { "-".to_owned() } else { indexes.join(", ") });
         out
     }
 }

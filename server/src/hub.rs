@@ -169,14 +169,21 @@ impl Hub {
 }
 
 /// Runs the publisher on its own thread: takes the engine's feed, waits for each batch to
-/// be durable, publishes it. Ends when the engine drops the feed's sender.
+/// be durable, updates the secondary indexes, publishes it. Ends when the engine drops
+/// the feed's sender.
 pub fn start_publisher(
     engine: Arc<Engine>,
     hub: Arc<Hub>,
     metrics: Arc<crate::metrics::Metrics>,
+    indexes: Arc<crate::indexes::ServerIndexes>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (sender, receiver) = std::sync::mpsc::channel::<FeedBatch>();
-    engine.set_feed(hub.feed_filter(), sender);
+    let watched = hub.feed_filter();
+    let indexed = Arc::clone(&indexes);
+    engine.set_feed(
+        Arc::new(move |collection: &CollectionName| watched(collection) || indexed.is_indexed(collection)),
+        sender,
+    );
     std::thread::Builder::new().name("weft-publisher".to_owned()).spawn(move || {
         while let Ok(batch) = receiver.recv() {
             if let Err(error) = engine.wait_durable(batch.receipt) {
@@ -184,6 +191,7 @@ pub fn start_publisher(
                 tracing::error!(%error, "change feed: WAL failed; live updates stop");
                 return;
             }
+            indexes.apply(&batch);
             metrics.live_changes.inc_by(hub.publish(batch));
         }
     })

@@ -8,7 +8,8 @@
 //!   reads, health and metrics — over the shared sync operations in [`sync`].
 //! - [`auth`]: JWT verification and the per-collection rules; [`limits`]: rate and
 //!   connection limits; [`metrics`]: Prometheus counters.
-//! - [`hub`]: subscriptions and the fan-out of the storage engine's change feed.
+//! - [`hub`]: subscriptions and the fan-out of the storage engine's change feed;
+//!   [`indexes`]: secondary indexes kept by the same feed.
 //! - [`cli`]: the operator commands (`wal`, `import`, `export`, `bench`).
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod indexes;
 pub mod limits;
 pub mod metrics;
 pub mod serve;

@@ -169,9 +169,23 @@ impl Server {
             took_ms = started.elapsed().as_millis() as u64,
             "recovery done; ready"
         );
-        let publisher =
-            crate::hub::start_publisher(Arc::clone(&engine), Arc::clone(&state.hub), Arc::clone(&state.metrics))
-                .map_err(ServeError::Server)?;
+        // Indexes are built before writes are accepted; from then on the feed keeps them.
+        let built = {
+            let (engine, indexes) = (Arc::clone(&engine), Arc::clone(&state.indexes));
+            tokio::task::spawn_blocking(move || indexes.build(&engine))
+                .await
+                .map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))??
+        };
+        if !state.config.indexes.is_empty() {
+            tracing::info!(entries = built, "secondary indexes built");
+        }
+        let publisher = crate::hub::start_publisher(
+            Arc::clone(&engine),
+            Arc::clone(&state.hub),
+            Arc::clone(&state.metrics),
+            Arc::clone(&state.indexes),
+        )
+        .map_err(ServeError::Server)?;
         state.set_engine(Arc::clone(&engine));
 
         let checkpointer = {

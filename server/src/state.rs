@@ -30,6 +30,8 @@ pub struct AppState {
     pub rules: Rules,
     /// Subscriptions and live fan-out.
     pub hub: Arc<Hub>,
+    /// Secondary indexes.
+    pub indexes: Arc<crate::indexes::ServerIndexes>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     connections: Arc<ConnectionCounter>,
@@ -69,6 +71,7 @@ impl AppState {
     /// State for `config`, before the engine is opened.
     pub fn new(config: Config, verifier: Option<Verifier>, log_id: LogId) -> Result<AppState, String> {
         let rules = Rules::new(&config.collections, config.dev)?;
+        let indexes = Arc::new(crate::indexes::ServerIndexes::new(&config.indexes)?);
         // The node id only has to differ between writers; derive it from the log id so
         // that it is stable for a data directory.
         let node_id = NodeId(log_id.0 | 1 << 63);
@@ -79,6 +82,7 @@ impl AppState {
             verifier,
             rules,
             hub: Arc::new(Hub::default()),
+            indexes,
             metrics: Arc::new(Metrics::default()),
             connections: Arc::new(ConnectionCounter::default()),
             log_id,

@@ -142,3 +142,59 @@ async fn one_shot_queries_over_the_websocket_answer_with_rows_or_an_error_naming
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_indexes_are_built_at_start_kept_by_writes_and_chosen_by_the_planner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = dev_config();
+    config.data_dir = dir.path().to_path_buf();
+    config.indexes.insert("todos".into(), vec![vec!["owner".into()], vec!["owner".into(), "n".into()]]);
+    let owners = |http: &HttpClient| {
+        let http = http.clone();
+        async move {
+            let result =
+                http.query_sql("SELECT n FROM todos WHERE owner = 'ann' AND n >= 10 ORDER BY n").await.unwrap();
+            result["rows"].as_array().unwrap().iter().map(|r| r["n"].as_i64().unwrap()).collect::<Vec<_>>()
+        }
+    };
+
+    let server = InProcess::start(config.clone()).await;
+    let http = HttpClient::new(&server.url(), None);
+    let writes: Vec<serde_json::Value> = (0..40)
+        .map(|i| serde_json::json!({"collection": "todos", "id": format!("t{i:02}"), "fields": {"owner": if i % 2 == 0 { "ann" } else { "bob" }, "n": i}}))
+        .collect();
+    http.sync_json(&serde_json::json!({ "writes": writes })).await.unwrap();
+    let explained = http.query_sql("EXPLAIN SELECT n FROM todos WHERE owner = 'ann' AND n >= 10").await.unwrap();
+    assert_eq!(explained["plan"], "index todos_by_owner_n: 1 equality field(s) + range");
+    let expected: Vec<i64> = (10..40).filter(|n| n % 2 == 0).collect();
+    // The feed updates the index once each write is durable: poll briefly.
+    let mut got = owners(&http).await;
+    for _ in 0..100 {
+        if got == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        got = owners(&http).await;
+    }
+    assert_eq!(got, expected);
+
+    // An update moves a row between index entries.
+    let moved = serde_json::json!({"writes": [{"collection": "todos", "id": "t12", "op": "update", "fields": {"owner": "bob"}}]});
+    http.sync_json(&moved).await.unwrap();
+    let expected: Vec<i64> = expected.into_iter().filter(|n| *n != 12).collect();
+    let mut got = owners(&http).await;
+    for _ in 0..100 {
+        if got == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        got = owners(&http).await;
+    }
+    assert_eq!(got, expected);
+    server.stop().await;
+
+    // Rebuilt from the store at the next start.
+    let server = InProcess::start(config).await;
+    assert_eq!(owners(&HttpClient::new(&server.url(), None)).await, expected);
+    server.stop().await;
+}

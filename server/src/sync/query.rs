@@ -1,13 +1,13 @@
 //! One-shot queries, for both transports (`POST /v1/query` and the WebSocket `Query`
 //! message): parse SQL or the JSON model, scan what the caller may read, evaluate.
 //!
-//! Evaluation is a full scan of the collection (index declarations on the server come
-//! later), restricted first to the rows the caller may read, so aggregates never count
-//! rows the rules hide.
+//! A select the planner can answer from a declared index ([`crate::indexes`]) reads only
+//! the candidates; anything else scans the collection. Either way only rows the caller
+//! may read are considered, so aggregates never count rows the rules hide.
 
 use weft_core::key::{CollectionName, RecordKey};
 use weft_core::protocol::{ErrorCode, ServerMessage};
-use weft_core::query::{Query, SqlQuery, keyset_to_json, parse_sql};
+use weft_core::query::{Plan, Query, SqlQuery, execute, keyset_to_json, parse_sql, plan};
 use weft_core::value::{Document, Value, document_to_json};
 
 use super::OpError;
@@ -78,14 +78,40 @@ pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<
         return Err(OpError::new(ErrorCode::Forbidden, format!("read of {collection} denied for {:?}", principal.sub)));
     }
     if let SqlQuery::Explain(inner) = query {
-        // The server keeps no secondary indexes yet: every query is a scan of what the
-        // caller may read.
         let plan = match inner.as_ref() {
-            SqlQuery::Select(query) => weft_core::query::plan(query, &[]).explain(),
+            SqlQuery::Select(query) => state.indexes.with(collection, |indexes| plan(query, indexes).explain()),
             _ => "full scan, then group".to_owned(),
         };
         let rows_rule = if access == Access::All { "" } else { " (rows filtered by the read rules)" };
         return Ok(serde_json::json!({ "plan": format!("{plan}{rows_rule}"), "rows": [], "next": null }));
+    }
+    if let SqlQuery::Select(select) = query {
+        // An index narrows the candidates; each is read and checked like any row.
+        let engine = state.engine()?;
+        let planned = state.indexes.with(collection, |indexes| {
+            let chosen = plan(select, indexes);
+            if chosen == Plan::FullScan {
+                return Ok(None);
+            }
+            let failed = std::cell::Cell::new(None);
+            let get = |key: &RecordKey| match engine.read(collection, key) {
+                Ok(state) => state.and_then(|s| s.document()).filter(|d| access.allows(Some(d))),
+                Err(error) => {
+                    failed.set(Some(error));
+                    None
+                }
+            };
+            let result = execute(select, &chosen, indexes, get, Vec::new);
+            match failed.into_inner() {
+                Some(error) => Err(OpError::from(error)),
+                None => Ok(Some(result)),
+            }
+        })?;
+        if let Some(result) = planned {
+            let rows: Vec<serde_json::Value> =
+                result.rows.iter().map(|row| record_json(&row.key, &row.document)).collect();
+            return Ok(serde_json::json!({ "rows": rows, "next": result.next.as_ref().map(keyset_to_json) }));
+        }
     }
     let documents = readable_documents(state, collection, &access)?;
     let records = documents.iter().map(|(key, document)| (key, document.clone()));
