@@ -227,3 +227,97 @@ mod aggregates {
         }
     }
 }
+
+mod on_a_replica {
+    use proptest::prelude::*;
+    use weft_core::hlc::{ManualClock, NodeId};
+    use weft_core::key::{CollectionName, RecordKey};
+    use weft_core::query::{FieldPath, OrderBy, Predicate, Query, Row};
+    use weft_core::replica::{LiveQueryId, Replica};
+    use weft_core::value::{Document, Value};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        LocalPut(usize, i64),
+        LocalDelete(usize),
+        RemotePut(usize, i64),
+        RemoteBatch(Vec<(usize, i64)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..10, -3i64..6).prop_map(|(i, n)| Op::LocalPut(i, n)),
+            (0usize..10).prop_map(Op::LocalDelete),
+            (0usize..10, -3i64..6).prop_map(|(i, n)| Op::RemotePut(i, n)),
+            prop::collection::vec((0usize..10, -3i64..6), 1..4).prop_map(Op::RemoteBatch),
+        ]
+    }
+
+    fn apply(list: &mut Vec<Row>, event: &weft_core::query::LiveEvent) {
+        use weft_core::query::LiveEvent;
+        match event {
+            LiveEvent::Added { row, index } => list.insert(*index, row.clone()),
+            LiveEvent::Changed { row, old_index, new_index } => {
+                list.remove(*old_index);
+                list.insert(*new_index, row.clone());
+            }
+            LiveEvent::Removed { old_index, .. } => {
+                list.remove(*old_index);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+        #[test]
+        fn local_writes_and_synced_changes_both_drive_live_queries(ops in prop::collection::vec(op(), 1..40)) {
+            let todos = CollectionName::new("todos").unwrap();
+            let clock = ManualClock::new(1_700_000_000_000);
+            let mut replica = Replica::new(NodeId(1), clock.clone());
+            let mut peer = Replica::new(NodeId(2), clock.clone());
+            let key = |i: usize| RecordKey::new(format!("k{i}")).unwrap();
+            let doc = |n: i64| Document::from([("n".to_string(), Value::Int(n))]);
+            let queries = [
+                Query { filter: Predicate::Ge(FieldPath::field("n"), Value::Int(0)), order_by: vec![OrderBy::desc(FieldPath::field("n"))], limit: Some(3), ..Query::all(todos.clone()) },
+                Query::all(todos.clone()),
+            ];
+            let mut watched: Vec<(LiveQueryId, Vec<Row>, Query)> = queries
+                .iter()
+                .map(|q| {
+                    let (id, rows) = replica.watch(q.clone());
+                    (id, rows, q.clone())
+                })
+                .collect();
+            for op in ops {
+                clock.advance(1);
+                match op {
+                    Op::LocalPut(i, n) => { replica.put(&todos, &key(i), doc(n)).unwrap(); }
+                    Op::LocalDelete(i) => { replica.delete(&todos, &key(i)); }
+                    Op::RemotePut(i, n) => {
+                        peer.put(&todos, &key(i), doc(n)).unwrap();
+                        let change = peer.outbox().unacknowledged().last().cloned().unwrap();
+                        replica.apply_remote(change).unwrap();
+                    }
+                    Op::RemoteBatch(writes) => {
+                        let before = peer.outbox().len();
+                        for (i, n) in writes {
+                            peer.put(&todos, &key(i), doc(n)).unwrap();
+                        }
+                        let batch: Vec<_> = peer.outbox().unacknowledged().skip(before).cloned().collect();
+                        replica.apply_remote_batch(batch).unwrap();
+                    }
+                }
+                for (id, event) in replica.take_live_events() {
+                    let (_, list, _) = watched.iter_mut().find(|(w, _, _)| *w == id).unwrap();
+                    apply(list, &event);
+                }
+                for (id, list, query) in &watched {
+                    let expected = query.run_on(replica.collection(&todos).unwrap()).rows;
+                    prop_assert_eq!(list, &expected);
+                    prop_assert_eq!(&replica.live_rows(*id).unwrap(), &expected);
+                }
+            }
+        }
+    }
+}

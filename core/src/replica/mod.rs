@@ -29,11 +29,13 @@
 //! ```
 
 mod collection;
+mod live;
 mod outbox;
 
 use std::collections::BTreeMap;
 
 pub use collection::Collection;
+pub use live::LiveQueryId;
 pub use outbox::{InFlight, Outbox};
 
 use crate::change::Change;
@@ -44,6 +46,7 @@ use crate::merkle::{ReconcileError, ReconcileStep, respond};
 use crate::protocol::{
     BatchId, ClientMessage, Cursor, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId, Shape, SubscriptionId,
 };
+use crate::query::{LiveEvent, Query, Row};
 use crate::value::{Document, Value};
 
 /// Deepest nesting a written value may have; peers refuse deeper ones when decoding
@@ -207,6 +210,7 @@ pub struct Replica<C> {
     reconciliations: BTreeMap<SessionId, CollectionName>,
     next_session_id: u32,
     connected: bool,
+    live: live::LiveQueries,
 }
 
 impl<C: ClockSource> Replica<C> {
@@ -228,6 +232,7 @@ impl<C: ClockSource> Replica<C> {
             reconciliations: BTreeMap::new(),
             next_session_id: 0,
             connected: false,
+            live: live::LiveQueries::default(),
         }
     }
 
@@ -309,8 +314,41 @@ impl<C: ClockSource> Replica<C> {
     fn commit_local(&mut self, collection: &CollectionName, key: &RecordKey, hlc: Hlc, delta: RecordState) -> Hlc {
         let change = Change { collection: collection.clone(), key: key.clone(), hlc, state: delta };
         self.collection_mut(collection).apply(key.clone(), change.state.clone());
+        self.notify(collection, std::slice::from_ref(key));
         self.outbox.push(change);
         hlc
+    }
+
+    /// Feeds changed records to the live queries of their collection.
+    fn notify(&mut self, collection: &CollectionName, keys: &[RecordKey]) {
+        if let Some(target) = self.collections.get(collection) {
+            self.live.notify(target, keys);
+        }
+    }
+
+    // ----- live queries -------------------------------------------------------------
+
+    /// Starts a live query; returns its id and its current result. From now on every
+    /// change to its collection — local writes and synced changes alike — produces
+    /// events, collected by [`Replica::take_live_events`].
+    pub fn watch(&mut self, query: Query) -> (LiveQueryId, Vec<Row>) {
+        let collection = self.collections.get(&query.collection);
+        self.live.start(query, collection)
+    }
+
+    /// Stops a live query (its pending events are dropped).
+    pub fn unwatch(&mut self, id: LiveQueryId) -> bool {
+        self.live.stop(id)
+    }
+
+    /// The events produced since the last call, in order, per live query.
+    pub fn take_live_events(&mut self) -> Vec<(LiveQueryId, LiveEvent)> {
+        self.live.take()
+    }
+
+    /// A live query's current result.
+    pub fn live_rows(&self, id: LiveQueryId) -> Option<Vec<Row>> {
+        self.live.rows(id)
     }
 
     fn collection_mut(&mut self, name: &CollectionName) -> &mut Collection {
@@ -373,7 +411,11 @@ impl<C: ClockSource> Replica<C> {
     /// anything.
     pub fn apply_remote(&mut self, change: Change) -> Result<bool, ClockDriftError> {
         self.clock.observe(change.hlc)?;
-        Ok(self.collection_mut(&change.collection).apply(change.key, change.state))
+        let changed = self.collection_mut(&change.collection).apply(change.key.clone(), change.state);
+        if changed {
+            self.notify(&change.collection, std::slice::from_ref(&change.key));
+        }
+        Ok(changed)
     }
 
     /// Applies a batch of changes from a peer. The drift check covers the whole batch
@@ -393,6 +435,14 @@ impl<C: ClockSource> Replica<C> {
     /// independent; within one collection the order is kept); returns the changed keys
     /// per collection.
     fn apply_grouped(&mut self, changes: Vec<Change>) -> Vec<(CollectionName, Vec<RecordKey>)> {
+        let applied = self.apply_grouped_quietly(changes);
+        for (collection, keys) in &applied {
+            self.notify(collection, keys);
+        }
+        applied
+    }
+
+    fn apply_grouped_quietly(&mut self, changes: Vec<Change>) -> Vec<(CollectionName, Vec<RecordKey>)> {
         let Some(first) = changes.first().map(|c| c.collection.clone()) else {
             return Vec::new();
         };
@@ -496,7 +546,9 @@ impl<C: ClockSource> Replica<C> {
         }
         for record in &step.records {
             self.clock.advance_to(record.hlc);
-            self.collection_mut(collection).apply(record.key.clone(), record.state.clone());
+            if self.collection_mut(collection).apply(record.key.clone(), record.state.clone()) {
+                self.notify(collection, std::slice::from_ref(&record.key));
+            }
         }
         if asks_nothing {
             return Ok(None);
@@ -602,6 +654,7 @@ impl<C: ClockSource> Replica<C> {
                     .ok_or(ProtocolError::UnknownSubscription(subscription_id))?;
                 let target = self.collection_mut(&collection);
                 let keys: Vec<RecordKey> = keys.into_iter().filter(|key| target.forget(key)).collect();
+                self.notify(&collection, &keys);
                 self.cursors.entry(collection.clone()).or_insert_with(|| Cursor::new(cursor.log)).merge(&cursor);
                 if !keys.is_empty() {
                     out.events.push(ReplicaEvent::Removed { collection, keys });
