@@ -10,8 +10,11 @@
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use weft_core::crdt::ops;
+use weft_core::hlc::{Hlc, NodeId};
 use weft_core::key::{CollectionName, RecordKey};
 use weft_core::query::{FieldPath, Index, IndexSpec, LiveQuery, OrderBy, Predicate, Query, execute, plan};
+use weft_core::replica::Collection;
 use weft_core::value::{Document, Value};
 
 fn document(i: u64) -> Document {
@@ -45,8 +48,22 @@ fn full_scan(c: &mut Criterion) {
     println!("full scan over {count} records, {matches} match");
     let mut group = c.benchmark_group("query");
     group.sample_size(10);
-    group.bench_function(format!("full_scan_filter_{count}"), |b| {
+    group.bench_function(format!("full_scan_filter_{count}_documents"), |b| {
         b.iter(|| data.iter().filter(|(_, document)| query.filter.matches(document)).count())
+    });
+    // The same records as a replica holds them (CRDT states), filtered in place.
+    let mut replica_collection = Collection::new(collection());
+    for (i, (key, document)) in data.iter().enumerate() {
+        let hlc = Hlc::new(1_700_000_000_000 + i as u64, 0, NodeId(1));
+        replica_collection.apply(key.clone(), ops::put(None, document.clone(), hlc));
+    }
+    let states =
+        replica_collection.iter().filter(|(_, state)| state.is_visible() && query.filter.matches_in(*state)).count();
+    assert_eq!(states, matches);
+    group.bench_function(format!("full_scan_filter_{count}_record_states"), |b| {
+        b.iter(|| {
+            replica_collection.iter().filter(|(_, state)| state.is_visible() && query.filter.matches_in(*state)).count()
+        })
     });
 
     // Point lookups and index-planned queries over the same records.

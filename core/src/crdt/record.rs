@@ -159,6 +159,20 @@ impl RecordState {
         document
     }
 
+    /// The value of one visible field, borrowed when it is stored as is (a counter's
+    /// value is computed): what query filters read without copying records.
+    pub fn field_cow(&self, name: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        if !self.is_visible() {
+            return None;
+        }
+        let field = self.fields.get(name)?;
+        if field.counter.as_deref().and_then(CounterState::delta_beyond_base).is_none() {
+            let register = field.register.as_ref().filter(|r| self.deleted.is_none_or(|d| r.hlc >= d))?;
+            return Some(std::borrow::Cow::Borrowed(&register.value));
+        }
+        field.value(self.deleted).map(std::borrow::Cow::Owned)
+    }
+
     /// The value of one visible field.
     pub fn field(&self, name: &str) -> Option<Value> {
         if !self.is_visible() {

@@ -26,6 +26,6 @@ pub use live::{CHUNK_ROWS, LiveEvent, LiveQuery};
 pub use live_aggregate::{AggregateEvent, LiveAggregate};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};
 pub use path::{FieldPath, PATH_SEGMENTS_MAX};
-pub use predicate::Predicate;
+pub use predicate::{FieldLookup, Predicate};
 #[cfg(feature = "sql")]
 pub use sql::{SqlError, SqlQuery, parse_sql};

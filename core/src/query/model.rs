@@ -219,8 +219,13 @@ impl Query {
         QueryResult { rows, next }
     }
 
-    /// Runs the query over a replica's collection.
+    /// Runs the query over a replica's collection. The filter reads each record's state
+    /// in place; documents are built only for the records that match.
     pub fn run_on(&self, collection: &Collection) -> QueryResult {
-        self.run(collection.iter().filter_map(|(key, state)| Some((key, state.document()?))))
+        let matching = collection
+            .iter()
+            .filter(|(_, state)| state.is_visible() && self.filter.matches_in(*state))
+            .filter_map(|(key, state)| Some((key, state.document()?)));
+        self.run(matching)
     }
 }

@@ -1,9 +1,11 @@
 //! Predicates: the `where` of a query and of a subscription shape.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::compare::{equals, range_cmp};
 use super::path::FieldPath;
+use crate::crdt::RecordState;
 use crate::value::{Document, Value};
 
 /// A condition on one record.
@@ -39,38 +41,75 @@ pub enum Predicate {
     Not(Box<Predicate>),
 }
 
-fn range(document: &Document, path: &FieldPath, value: &Value, accept: impl Fn(Ordering) -> bool) -> bool {
-    path.lookup(document).and_then(|field| range_cmp(field, value)).is_some_and(accept)
+/// Reads a field's value for a predicate.
+pub trait FieldLookup {
+    /// The value at `path`, if present.
+    fn field(&self, path: &FieldPath) -> Option<Cow<'_, Value>>;
+}
+
+impl FieldLookup for Document {
+    fn field(&self, path: &FieldPath) -> Option<Cow<'_, Value>> {
+        path.lookup(self).map(Cow::Borrowed)
+    }
+}
+
+/// A record's state read directly: no document is built, stored values are borrowed.
+impl FieldLookup for RecordState {
+    fn field(&self, path: &FieldPath) -> Option<Cow<'_, Value>> {
+        let (first, rest) = path.segments().split_first()?;
+        let top = self.field_cow(first)?;
+        if rest.is_empty() {
+            return Some(top);
+        }
+        let mut value: &Value = top.as_ref();
+        for segment in rest {
+            match value {
+                Value::Object(fields) => value = fields.get(segment)?,
+                _ => return None,
+            }
+        }
+        Some(Cow::Owned(value.clone()))
+    }
+}
+
+fn range(source: &impl FieldLookup, path: &FieldPath, value: &Value, accept: impl Fn(Ordering) -> bool) -> bool {
+    source.field(path).and_then(|field| range_cmp(&field, value)).is_some_and(accept)
 }
 
 impl Predicate {
     /// Whether `document` satisfies the predicate.
     pub fn matches(&self, document: &Document) -> bool {
+        self.matches_in(document)
+    }
+
+    /// Whether the fields `source` gives satisfy the predicate (a document, or a record
+    /// state read in place).
+    pub fn matches_in(&self, source: &impl FieldLookup) -> bool {
         match self {
             Predicate::True => true,
-            Predicate::Eq(path, value) => path.lookup(document).is_some_and(|field| equals(field, value)),
+            Predicate::Eq(path, value) => source.field(path).is_some_and(|field| equals(&field, value)),
             Predicate::Ne(path, value) => {
-                path.lookup(document).is_some_and(|field| !matches!(field, Value::Null) && !equals(field, value))
+                source.field(path).is_some_and(|field| !matches!(*field, Value::Null) && !equals(&field, value))
             }
-            Predicate::Lt(path, value) => range(document, path, value, Ordering::is_lt),
-            Predicate::Le(path, value) => range(document, path, value, Ordering::is_le),
-            Predicate::Gt(path, value) => range(document, path, value, Ordering::is_gt),
-            Predicate::Ge(path, value) => range(document, path, value, Ordering::is_ge),
+            Predicate::Lt(path, value) => range(source, path, value, Ordering::is_lt),
+            Predicate::Le(path, value) => range(source, path, value, Ordering::is_le),
+            Predicate::Gt(path, value) => range(source, path, value, Ordering::is_gt),
+            Predicate::Ge(path, value) => range(source, path, value, Ordering::is_ge),
             Predicate::In(path, values) => {
-                path.lookup(document).is_some_and(|field| values.iter().any(|value| equals(field, value)))
+                source.field(path).is_some_and(|field| values.iter().any(|value| equals(&field, value)))
             }
             Predicate::Prefix(path, prefix) => {
-                matches!(path.lookup(document), Some(Value::String(text)) if text.starts_with(prefix.as_str()))
+                matches!(source.field(path).as_deref(), Some(Value::String(text)) if text.starts_with(prefix.as_str()))
             }
-            Predicate::Contains(path, value) => match (path.lookup(document), value) {
+            Predicate::Contains(path, value) => match (source.field(path).as_deref(), value) {
                 (Some(Value::Array(items)), _) => items.iter().any(|item| equals(item, value)),
                 (Some(Value::String(text)), Value::String(needle)) => text.contains(needle.as_str()),
                 _ => false,
             },
-            Predicate::Exists(path) => path.lookup(document).is_some(),
-            Predicate::And(all) => all.iter().all(|p| p.matches(document)),
-            Predicate::Or(any) => any.iter().any(|p| p.matches(document)),
-            Predicate::Not(inner) => !inner.matches(document),
+            Predicate::Exists(path) => source.field(path).is_some(),
+            Predicate::And(all) => all.iter().all(|p| p.matches_in(source)),
+            Predicate::Or(any) => any.iter().any(|p| p.matches_in(source)),
+            Predicate::Not(inner) => !inner.matches_in(source),
         }
     }
 
