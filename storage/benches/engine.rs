@@ -6,6 +6,8 @@
 //! 100 MB of WAL to replay. `-- --quick` runs 1 s per cell and 100k records;
 //! `-- --recovery-only` skips the throughput table, `-- --throughput-only` the recovery.
 //! Files go under `$WEFT_BENCH_DIR` (default: the system temp directory).
+//! `WEFT_BENCH_FLUSH_RECORDS` and `WEFT_BENCH_CACHE_RECORDS` override the engine's
+//! `flush_records` and `cache_records`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: bad setup should stop it")]
 
@@ -50,6 +52,9 @@ fn open(dir: &Path) -> Engine {
     let mut config = EngineConfig::default();
     if let Some(records) = std::env::var("WEFT_BENCH_FLUSH_RECORDS").ok().and_then(|v| v.parse().ok()) {
         config.flush_records = records;
+    }
+    if let Some(records) = std::env::var("WEFT_BENCH_CACHE_RECORDS").ok().and_then(|v| v.parse().ok()) {
+        config.cache_records = records;
     }
     Engine::open(&dir.join("wal"), Box::new(store), config).unwrap().0
 }
