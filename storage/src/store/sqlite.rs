@@ -111,6 +111,35 @@ impl SqliteStore {
             .map_err(self.error())
     }
 
+    /// Runs a `SELECT key, seq, version, state ...` on the read connection.
+    fn records(
+        &self,
+        sql: &str,
+        parameters: impl rusqlite::Params,
+        collection: &CollectionName,
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
+        let connection = self.reader();
+        let mut statement = connection.prepare_cached(sql).map_err(self.error())?;
+        let rows = statement
+            .query_map(parameters, |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(self.error())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, seq, version, state) = row.map_err(self.error())?;
+            let record = stored(collection.as_str(), &key, seq, &version, &state)?;
+            let key = RecordKey::new(key.clone()).map_err(|error| corrupt(collection.as_str(), &key, error))?;
+            out.push((key, record));
+        }
+        Ok(out)
+    }
+
     /// Overwrites the stored checkpoint bytes (fault-injection tests only).
     #[doc(hidden)]
     pub fn write_raw_checkpoint(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
@@ -199,30 +228,11 @@ impl RecordStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
         let after = after.map_or("", RecordKey::as_str);
-        let connection = self.reader();
-        let mut statement = connection
-            .prepare_cached(
-                "SELECT key, seq, version, state FROM records WHERE collection = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
-            )
-            .map_err(self.error())?;
-        let rows = statement
-            .query_map(params![collection.as_str(), after, limit.min(i64::MAX as usize) as i64], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                ))
-            })
-            .map_err(self.error())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, seq, version, state) = row.map_err(self.error())?;
-            let record = stored(collection.as_str(), &key, seq, &version, &state)?;
-            let key = RecordKey::new(key.clone()).map_err(|error| corrupt(collection.as_str(), &key, error))?;
-            out.push((key, record));
-        }
-        Ok(out)
+        self.records(
+            "SELECT key, seq, version, state FROM records WHERE collection = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+            params![collection.as_str(), after, limit.min(i64::MAX as usize) as i64],
+            collection,
+        )
     }
 
     fn changes_since(
@@ -232,34 +242,12 @@ impl RecordStore for SqliteStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, StoreError> {
-        let connection = self.reader();
-        let mut statement = connection
-            .prepare_cached(
-                "SELECT key, seq, version, state FROM records \
-                 WHERE collection = ?1 AND partition = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-            )
-            .map_err(self.error())?;
-        let rows = statement
-            .query_map(
-                params![collection.as_str(), partition.get(), after_seq as i64, limit.min(i64::MAX as usize) as i64],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, Vec<u8>>(2)?,
-                        row.get::<_, Vec<u8>>(3)?,
-                    ))
-                },
-            )
-            .map_err(self.error())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, seq, version, state) = row.map_err(self.error())?;
-            let record = stored(collection.as_str(), &key, seq, &version, &state)?;
-            let key = RecordKey::new(key.clone()).map_err(|error| corrupt(collection.as_str(), &key, error))?;
-            out.push((key, record));
-        }
-        Ok(out)
+        self.records(
+            "SELECT key, seq, version, state FROM records \
+             WHERE collection = ?1 AND partition = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            params![collection.as_str(), partition.get(), after_seq as i64, limit.min(i64::MAX as usize) as i64],
+            collection,
+        )
     }
 
     fn for_each_version(
