@@ -16,6 +16,7 @@ mod live_aggregate;
 mod model;
 mod path;
 mod predicate;
+mod scan;
 #[cfg(feature = "sql")]
 mod sql;
 
@@ -27,5 +28,6 @@ pub use live_aggregate::{AggregateEvent, LiveAggregate};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};
 pub use path::{FieldPath, PATH_SEGMENTS_MAX};
 pub use predicate::{FieldLookup, Predicate};
+pub use scan::{PARALLEL_SCAN_MIN, filter_records};
 #[cfg(feature = "sql")]
 pub use sql::{SqlError, SqlQuery, parse_sql};

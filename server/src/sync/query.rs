@@ -117,7 +117,8 @@ pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<
     let records = documents.iter().map(|(key, document)| (key, document.clone()));
     Ok(match query {
         SqlQuery::Select(query) => {
-            let result = query.run(records);
+            // The scanned records are filtered on every core.
+            let result = query.run_slice(&documents);
             let rows: Vec<serde_json::Value> =
                 result.rows.iter().map(|row| record_json(&row.key, &row.document)).collect();
             serde_json::json!({ "rows": rows, "next": result.next.as_ref().map(keyset_to_json) })
