@@ -45,8 +45,9 @@ fn reference_matches(p: &Predicate, d: &Document) -> bool {
     }
 }
 
-/// Ascending by one field, missing and null last, then by key.
-fn reference_order(field: &str, a: (&String, &Document), b: (&String, &Document)) -> Ordering {
+/// By one field — ascending: ints, strings, then missing and null; descending: missing
+/// and null, strings, ints — then by key.
+fn reference_order(field: &str, descending: bool, a: (&String, &Document), b: (&String, &Document)) -> Ordering {
     let rank = |v: Option<&Value>| match v {
         Some(Value::Int(n)) => (0, Some(Value::Int(*n))),
         Some(Value::String(s)) => (1, Some(Value::String(s.clone()))),
@@ -54,12 +55,11 @@ fn reference_order(field: &str, a: (&String, &Document), b: (&String, &Document)
     };
     let (ra, va) = rank(a.1.get(field));
     let (rb, vb) = rank(b.1.get(field));
-    ra.cmp(&rb)
-        .then_with(|| match (va, vb) {
-            (Some(x), Some(y)) => same_kind(&x, &y).unwrap_or(Ordering::Equal),
-            _ => Ordering::Equal,
-        })
-        .then_with(|| a.0.cmp(b.0))
+    let by_value = ra.cmp(&rb).then_with(|| match (va, vb) {
+        (Some(x), Some(y)) => same_kind(&x, &y).unwrap_or(Ordering::Equal),
+        _ => Ordering::Equal,
+    });
+    (if descending { by_value.reverse() } else { by_value }).then_with(|| a.0.cmp(b.0))
 }
 
 // ----- generators ----------------------------------------------------------------------
@@ -118,7 +118,7 @@ proptest! {
     #[test]
     fn planned_full_scan_and_reference_agree(
         initial in prop::collection::vec(document(), 0..40),
-        rounds in prop::collection::vec((prop::collection::vec((0usize..50, prop::option::of(document())), 0..6), filter(), any::<bool>(), prop::option::of(1usize..8)), 1..12),
+        rounds in prop::collection::vec((prop::collection::vec((0usize..50, prop::option::of(document())), 0..6), filter(), 0u8..3, prop::option::of(1usize..8)), 1..12),
         chosen in prop::collection::vec(any::<bool>(), 4),
     ) {
         let key = |i: usize| RecordKey::new(format!("k{i:02}")).unwrap();
@@ -143,7 +143,11 @@ proptest! {
             }
             let query = Query {
                 filter: filter.clone(),
-                order_by: if sorted { vec![OrderBy::asc(FieldPath::field("a"))] } else { Vec::new() },
+                order_by: match sorted {
+                    0 => Vec::new(),
+                    1 => vec![OrderBy::asc(FieldPath::field("a"))],
+                    _ => vec![OrderBy::desc(FieldPath::field("a"))],
+                },
                 limit,
                 ..Query::all(CollectionName::new("c").unwrap())
             };
@@ -160,8 +164,8 @@ proptest! {
                 .filter(|(_, d)| reference_matches(&filter, d))
                 .map(|(k, d)| (k.to_string(), d.clone()))
                 .collect();
-            if sorted {
-                reference.sort_by(|x, y| reference_order("a", (&x.0, &x.1), (&y.0, &y.1)));
+            if sorted > 0 {
+                reference.sort_by(|x, y| reference_order("a", sorted == 2, (&x.0, &x.1), (&y.0, &y.1)));
             }
             reference.truncate(limit.unwrap_or(usize::MAX));
             let got: Vec<(String, Document)> = scanned.iter().map(|r| (r.key.to_string(), r.document.clone())).collect();
@@ -185,4 +189,6 @@ fn the_planner_prefers_more_equality_fields_then_a_range_and_explains_itself() {
     let unusable = query(Predicate::Or(vec![Predicate::Eq(a(), Value::Int(1)), Predicate::Eq(b(), Value::Int(1))]));
     assert_eq!(plan(&unusable, &indexes), Plan::FullScan);
     assert_eq!(plan(&both, &[]).explain(), "full scan");
+    let top = Query { order_by: vec![OrderBy::desc(a())], limit: Some(10), ..query(unusable.filter.clone()) };
+    assert_eq!(plan(&top, &indexes).explain(), "index by_a: walk in descending order, stop at the limit");
 }

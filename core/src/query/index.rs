@@ -6,15 +6,16 @@
 //! most equalities (`eq`, `in`), optionally followed by one range (`lt`..`ge`,
 //! `prefix`). The whole filter is still checked on each candidate and the result sorted
 //! as the query says, so a plan never changes a result — only how much is read.
-//! [`Plan::explain`] says what was chosen. (Walking an index in sort order to skip the
-//! sort, and stopping early at a limit, is not done yet.)
+//! [`Plan::explain`] says what was chosen. A limited query with nothing to look up but
+//! sorted by one field an index leads with walks that index in the query's order and
+//! stops once the page is full.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use super::compare::total_cmp;
-use super::model::{Query, QueryResult};
+use super::model::{Nulls, Query, QueryResult};
 use super::path::FieldPath;
 use super::predicate::Predicate;
 use crate::key::RecordKey;
@@ -138,6 +139,16 @@ pub enum Plan {
         /// A range on the next field.
         range: Option<(Bound<Value>, Bound<Value>)>,
     },
+    /// Walk an index whose first field is the query's only sort key, in the query's
+    /// order, and stop once `offset + limit` rows have matched the filter.
+    IndexOrder {
+        /// Which index.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// Largest first.
+        descending: bool,
+    },
 }
 
 impl Plan {
@@ -155,6 +166,12 @@ impl Plan {
                     text.push_str(" + range");
                 }
                 text
+            }
+            Plan::IndexOrder { name, descending, .. } => {
+                format!(
+                    "index {name}: walk in {} order, stop at the limit",
+                    if *descending { "descending" } else { "ascending" }
+                )
             }
         }
     }
@@ -226,7 +243,58 @@ pub fn plan(query: &Query, indexes: &[Index]) -> Plan {
             best = Some((score, Plan::IndexLookup { index: number, name: index.spec.name.clone(), prefixes, range }));
         }
     }
-    best.map_or(Plan::FullScan, |(_, plan)| plan)
+    if let Some((_, plan)) = best {
+        return plan;
+    }
+    // Nothing to look up, but a limited query sorted by one field an index leads with
+    // can read the index in order and stop early.
+    if let ([order], Some(_), None) = (query.order_by.as_slice(), query.limit, &query.after) {
+        let default_nulls = order.nulls.is_none_or(|nulls| (nulls == Nulls::First) == order.descending);
+        if default_nulls
+            && let Some(number) = indexes.iter().position(|index| index.spec.fields.first() == Some(&order.path))
+        {
+            return Plan::IndexOrder {
+                index: number,
+                name: indexes[number].spec.name.clone(),
+                descending: order.descending,
+            };
+        }
+    }
+    Plan::FullScan
+}
+
+/// The keys of an index in the order a one-key sort puts them: by the first field's
+/// value (missing and null together, last ascending and first descending), ties by key.
+fn ordered_keys(index: &Index, descending: bool) -> Vec<Vec<&RecordKey>> {
+    let mut nulls: Vec<&RecordKey> = Vec::new();
+    let mut groups: Vec<Vec<&RecordKey>> = Vec::new();
+    let mut current: Option<&IndexValue> = None;
+    for (values, keys) in &index.entries {
+        let first = &values[0];
+        if matches!(first, IndexValue::Missing | IndexValue::Present(Value::Null)) {
+            nulls.extend(keys.iter());
+            continue;
+        }
+        if current.is_some_and(|c| c == first) {
+            if let Some(group) = groups.last_mut() {
+                group.extend(keys.iter());
+            }
+        } else {
+            groups.push(keys.iter().collect());
+            current = Some(first);
+        }
+    }
+    for group in &mut groups {
+        group.sort();
+    }
+    nulls.sort();
+    if descending {
+        groups.reverse();
+        groups.insert(0, nulls);
+    } else {
+        groups.push(nulls);
+    }
+    groups
 }
 
 fn in_range(value: &IndexValue, range: &(Bound<Value>, Bound<Value>)) -> bool {
@@ -265,6 +333,21 @@ pub fn execute<'a>(
 ) -> QueryResult {
     let keys: Vec<&RecordKey> = match plan {
         Plan::FullScan => return query.run(all()),
+        Plan::IndexOrder { index, descending, .. } => {
+            let wanted = query.offset.saturating_add(query.limit.unwrap_or(usize::MAX));
+            let mut rows: Vec<(&RecordKey, Document)> = Vec::new();
+            'walk: for group in ordered_keys(&indexes[*index], *descending) {
+                for key in group {
+                    if let Some(document) = get(key).filter(|d| query.filter.matches(d)) {
+                        rows.push((key, document));
+                        if rows.len() >= wanted {
+                            break 'walk;
+                        }
+                    }
+                }
+            }
+            return query.run(rows);
+        }
         Plan::IndexLookup { index, prefixes, range, .. } => {
             let index = &indexes[*index];
             let mut keys = Vec::new();
