@@ -143,6 +143,23 @@ async fn one_shot_queries_over_the_websocket_answer_with_rows_or_an_error_naming
     server.stop().await;
 }
 
+/// Asks again for up to 2 s until the answer is `expected`; returns the last answer.
+async fn settled<F, Fut>(ask: F, expected: &[i64]) -> Vec<i64>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<i64>>,
+{
+    let mut got = ask().await;
+    for _ in 0..100 {
+        if got == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        got = ask().await;
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_indexes_are_built_at_start_kept_by_writes_and_chosen_by_the_planner() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,29 +185,13 @@ async fn declared_indexes_are_built_at_start_kept_by_writes_and_chosen_by_the_pl
     assert_eq!(explained["plan"], "index todos_by_owner_n: 1 equality field(s) + range");
     let expected: Vec<i64> = (10..40).filter(|n| n % 2 == 0).collect();
     // The feed updates the index once each write is durable: poll briefly.
-    let mut got = owners(&http).await;
-    for _ in 0..100 {
-        if got == expected {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        got = owners(&http).await;
-    }
-    assert_eq!(got, expected);
+    assert_eq!(settled(|| owners(&http), &expected).await, expected);
 
     // An update moves a row between index entries.
     let moved = serde_json::json!({"writes": [{"collection": "todos", "id": "t12", "op": "update", "fields": {"owner": "bob"}}]});
     http.sync_json(&moved).await.unwrap();
     let expected: Vec<i64> = expected.into_iter().filter(|n| *n != 12).collect();
-    let mut got = owners(&http).await;
-    for _ in 0..100 {
-        if got == expected {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        got = owners(&http).await;
-    }
-    assert_eq!(got, expected);
+    assert_eq!(settled(|| owners(&http), &expected).await, expected);
     server.stop().await;
 
     // Rebuilt from the store at the next start.
