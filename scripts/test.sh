@@ -4,8 +4,9 @@
 #   formatting and lints, every Rust test (unit, property, protocol, hostile input,
 #   fuzz regressions, doc tests, server integration tests over real sockets, crash
 #   tests), the benchmarks compiled and smoke-run once, the load generator against a
-#   real server, the wasm32 build of weft-core, and a short fuzzing run of the frame
-#   decoders.
+#   real server, the WASM modules built, the @weft/client package's Node tests and
+#   headless-Chromium tests against real servers, and a short fuzzing run of the
+#   frame decoders.
 #
 # Environment: WEFT_FUZZ_SECONDS (default 30; 0 skips fuzzing), CARGO_TARGET_DIR
 # (default $HOME/.cache/weft/target, kept between CI runs).
@@ -52,8 +53,13 @@ kill -TERM $server_pid && wait $server_pid
 trap - EXIT
 rm -rf "$smoke_dir"
 
-step "weft-core builds for wasm32-unknown-unknown"
-scripts/build-wasm-core.sh
+step "WASM modules (weft-wasm, weft-wasm-sql) built, optimised and measured"
+scripts/build-wasm.sh
+
+step "@weft/client: npm test (Node tests against a real weft serve; Chromium tests)"
+scripts/install-browser.sh
+export WEFT_BIN="$weft"
+(cd client-js && npm ci --no-fund --no-audit --loglevel=error && npm test)
 
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "fuzz the frame decoders for ${fuzz_seconds}s each"

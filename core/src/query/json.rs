@@ -230,3 +230,68 @@ pub fn keyset_to_json(keyset: &Keyset) -> serde_json::Value {
         "key": keyset.key.as_str(),
     })
 }
+
+/// A predicate as JSON, the inverse of [`predicate_from_json`].
+pub fn predicate_to_json(predicate: &Predicate) -> serde_json::Value {
+    use serde_json::json;
+    let field = |op: &str, path: &FieldPath, value: serde_json::Value| json!({ op: { path.to_string(): value } });
+    match predicate {
+        // An empty `and` holds for every record.
+        Predicate::True => json!({ "and": [] }),
+        Predicate::Eq(path, value) => field("eq", path, value.to_json()),
+        Predicate::Ne(path, value) => field("ne", path, value.to_json()),
+        Predicate::Lt(path, value) => field("lt", path, value.to_json()),
+        Predicate::Le(path, value) => field("le", path, value.to_json()),
+        Predicate::Gt(path, value) => field("gt", path, value.to_json()),
+        Predicate::Ge(path, value) => field("ge", path, value.to_json()),
+        Predicate::Contains(path, value) => field("contains", path, value.to_json()),
+        Predicate::In(path, values) => field("in", path, values.iter().map(Value::to_json).collect()),
+        Predicate::Prefix(path, text) => field("prefix", path, json!(text)),
+        Predicate::Exists(path) => json!({ "exists": path.to_string() }),
+        Predicate::And(items) => json!({ "and": items.iter().map(predicate_to_json).collect::<Vec<_>>() }),
+        Predicate::Or(items) => json!({ "or": items.iter().map(predicate_to_json).collect::<Vec<_>>() }),
+        Predicate::Not(inner) => json!({ "not": predicate_to_json(inner) }),
+    }
+}
+
+impl Query {
+    /// Writes the JSON form, the inverse of [`Query::from_json`] (how a query parsed
+    /// from SQL in one place is handed to another, e.g. between two WASM modules).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("collection".to_owned(), self.collection.as_str().into());
+        if self.filter != Predicate::True {
+            object.insert("where".to_owned(), predicate_to_json(&self.filter));
+        }
+        if !self.order_by.is_empty() {
+            let keys = self
+                .order_by
+                .iter()
+                .map(|key| {
+                    let mut entry = serde_json::Map::new();
+                    entry.insert("field".to_owned(), key.path.to_string().into());
+                    entry.insert("desc".to_owned(), key.descending.into());
+                    if let Some(nulls) = key.nulls {
+                        let place = if nulls == Nulls::First { "first" } else { "last" };
+                        entry.insert("nulls".to_owned(), place.into());
+                    }
+                    serde_json::Value::Object(entry)
+                })
+                .collect();
+            object.insert("order_by".to_owned(), serde_json::Value::Array(keys));
+        }
+        if let Some(limit) = self.limit {
+            object.insert("limit".to_owned(), limit.into());
+        }
+        if self.offset > 0 {
+            object.insert("offset".to_owned(), self.offset.into());
+        }
+        if let Some(after) = &self.after {
+            object.insert("after".to_owned(), keyset_to_json(after));
+        }
+        if let Some(select) = &self.select {
+            object.insert("select".to_owned(), select.iter().map(|p| p.to_string()).collect());
+        }
+        serde_json::Value::Object(object)
+    }
+}

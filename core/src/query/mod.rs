@@ -22,7 +22,9 @@ mod sql;
 
 pub use aggregate::{Accumulator, Aggregate, AggregateFn, AggregateQuery};
 pub use index::{Index, IndexSpec, IndexValue, Plan, execute, plan};
-pub use json::{PREDICATE_DEPTH_MAX, PREDICATE_NODES_MAX, QueryJsonError, keyset_to_json, predicate_from_json};
+pub use json::{
+    PREDICATE_DEPTH_MAX, PREDICATE_NODES_MAX, QueryJsonError, keyset_to_json, predicate_from_json, predicate_to_json,
+};
 pub use live::{CHUNK_ROWS, LiveEvent, LiveQuery};
 pub use live_aggregate::{AggregateEvent, LiveAggregate};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};

@@ -29,6 +29,7 @@
 //! ```
 
 mod collection;
+mod exchange;
 mod live;
 mod outbox;
 
@@ -211,6 +212,8 @@ pub struct Replica<C> {
     next_session_id: u32,
     connected: bool,
     live: live::LiveQueries,
+    /// Records changed since [`Replica::take_changed_keys`], when a host persists them.
+    changed: Option<std::collections::BTreeSet<(CollectionName, RecordKey)>>,
 }
 
 impl<C: ClockSource> Replica<C> {
@@ -233,6 +236,7 @@ impl<C: ClockSource> Replica<C> {
             next_session_id: 0,
             connected: false,
             live: live::LiveQueries::default(),
+            changed: None,
         }
     }
 
@@ -319,8 +323,12 @@ impl<C: ClockSource> Replica<C> {
         hlc
     }
 
-    /// Feeds changed records to the live queries of their collection.
+    /// Feeds changed records to the live queries of their collection (and to the
+    /// changed-key set, when tracked).
     fn notify(&mut self, collection: &CollectionName, keys: &[RecordKey]) {
+        if let Some(changed) = &mut self.changed {
+            changed.extend(keys.iter().map(|key| (collection.clone(), key.clone())));
+        }
         if let Some(target) = self.collections.get(collection) {
             self.live.notify(target, keys);
         }
@@ -395,8 +403,53 @@ impl<C: ClockSource> Replica<C> {
     pub fn restore_outbox(&mut self, changes: Vec<Change>) {
         for change in changes {
             self.clock.advance_to(change.hlc);
-            self.collection_mut(&change.collection).apply(change.key.clone(), change.state.clone());
+            if self.collection_mut(&change.collection).apply(change.key.clone(), change.state.clone()) {
+                self.notify(&change.collection, std::slice::from_ref(&change.key));
+            }
             self.outbox.push(change);
+        }
+    }
+
+    /// Loads records the host persisted earlier (whole record states, as
+    /// [`Collection::record_change`] gives them). No drift check: they were accepted
+    /// before. They do not count as changed for [`Replica::take_changed_keys`].
+    pub fn restore_records(&mut self, changes: Vec<Change>) -> usize {
+        if let Some(latest) = changes.iter().map(|c| c.hlc).max() {
+            self.clock.advance_to(latest);
+        }
+        let applied = self.apply_grouped_quietly(changes);
+        let mut count = 0;
+        for (collection, keys) in &applied {
+            count += keys.len();
+            if let Some(target) = self.collections.get(collection) {
+                self.live.notify(target, keys);
+            }
+        }
+        count
+    }
+
+    /// Restores a collection's sync cursor persisted by the host, so the next
+    /// subscription resumes where the persisted records end.
+    pub fn restore_cursor(&mut self, collection: &CollectionName, cursor: Cursor) {
+        self.cursors.entry(collection.clone()).or_insert_with(|| Cursor::new(cursor.log)).merge(&cursor);
+    }
+
+    /// Every sync cursor, per collection.
+    pub fn cursors(&self) -> impl Iterator<Item = (&CollectionName, &Cursor)> {
+        self.cursors.iter()
+    }
+
+    /// Starts recording which records change (local writes, synced changes, removals,
+    /// reconciliation), for a host that persists records one by one.
+    pub fn track_changed_keys(&mut self) {
+        self.changed.get_or_insert_with(Default::default);
+    }
+
+    /// The records changed since the last call (empty unless tracking was started).
+    pub fn take_changed_keys(&mut self) -> Vec<(CollectionName, RecordKey)> {
+        match &mut self.changed {
+            Some(changed) => std::mem::take(changed).into_iter().collect(),
+            None => Vec::new(),
         }
     }
 

@@ -73,6 +73,11 @@ impl Outbox {
         self.in_flight.iter().flat_map(|b| b.changes.iter()).chain(self.pending.iter())
     }
 
+    /// The change queued last (a host persists and shares each local write as it is made).
+    pub fn last(&self) -> Option<&Change> {
+        self.pending.back()
+    }
+
     /// Number of unacknowledged changes.
     pub fn len(&self) -> usize {
         self.pending.len() + self.in_flight.iter().map(|b| b.changes.len()).sum::<usize>()

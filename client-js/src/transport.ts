@@ -1,0 +1,222 @@
+// Moving frames between the replica and the server: a WebSocket session with reconnect
+// and backoff, and `POST /v1/sync` polling when WebSockets do not get through (proxies,
+// blocked upgrades). `auto` starts with the WebSocket and falls back to HTTP after two
+// attempts that never opened; while polling it retries the WebSocket now and then.
+
+import type { WeftReplica } from './wasm.js';
+
+/** What a transport needs from the database. */
+export interface TransportHost {
+  readonly replica: WeftReplica;
+  /** Handles the JSON events a frame or exchange produced. */
+  events(json: string): void;
+  /** The token for the next connection. */
+  token(): Promise<string | undefined>;
+  /** Link state changes: up (with which transport) or down (with why). */
+  linkUp(transport: 'websocket' | 'http'): void;
+  linkDown(reason: string): void;
+}
+
+type WsCtor = new (url: string) => WebSocket;
+
+async function webSocketClass(): Promise<WsCtor> {
+  if (typeof WebSocket !== 'undefined') return WebSocket;
+  // Node 20 has no global WebSocket: use the `ws` package.
+  const wsModule = 'ws';
+  const ws = await import(/* @vite-ignore */ wsModule);
+  return ws.WebSocket as unknown as WsCtor;
+}
+
+/** Backoff before reconnect attempt `n` (1-based): 250 ms doubling to 10 s, ±25 % jitter. */
+export function backoffMs(attempt: number): number {
+  const base = Math.min(10_000, 250 * 2 ** Math.max(0, attempt - 1));
+  return base * (0.75 + Math.random() * 0.5);
+}
+
+/** Base URLs of a server given as http(s):// or ws(s)://. */
+export function serverUrls(url: string): { http: string; ws: string } {
+  const trimmed = url.replace(/\/+$/, '');
+  const http = trimmed.replace(/^ws(s?):\/\//, 'http$1://');
+  return { http, ws: http.replace(/^http(s?):\/\//, 'ws$1://') };
+}
+
+export class Sync {
+  private ws: WebSocket | undefined;
+  private mode: 'websocket' | 'http';
+  private failedOpens = 0;
+  private attempt = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private polling = false;
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private up = false;
+
+  constructor(
+    private readonly host: TransportHost,
+    private readonly url: { http: string; ws: string },
+    private readonly choice: 'auto' | 'websocket' | 'http',
+    private readonly pollIntervalMs: number,
+  ) {
+    this.mode = choice === 'http' ? 'http' : 'websocket';
+  }
+
+  start(): void {
+    if (this.mode === 'http') void this.pollLoop();
+    else void this.connect();
+  }
+
+  /** Local writes are waiting: send them now. */
+  flush(): void {
+    if (this.mode === 'websocket') this.pump();
+    else this.wake?.();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.wake?.();
+    this.ws?.close(1000);
+  }
+
+  private pump(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1 || !this.host.replica) return;
+    for (let frame = this.host.replica.next_frame(); frame; frame = this.host.replica.next_frame()) {
+      ws.send(frame);
+    }
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const Ctor = await webSocketClass();
+    const token = await this.host.token();
+    if (this.closed) return;
+    let opened = false;
+    let ws: WebSocket;
+    try {
+      ws = new Ctor(`${this.url.ws}/v1/ws`);
+    } catch (error) {
+      this.lost(false, String(error));
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => {
+      opened = true;
+      this.attempt = 0;
+      this.failedOpens = 0;
+      ws.send(this.host.replica.hello(token));
+    };
+    ws.onmessage = (message: MessageEvent) => {
+      if (!(message.data instanceof ArrayBuffer)) return;
+      const events = this.host.replica.handle(new Uint8Array(message.data));
+      if (!this.up && events.includes('"type":"connected"')) {
+        this.up = true;
+        this.host.linkUp('websocket');
+      }
+      this.host.events(events);
+      this.pump();
+    };
+    let finished = false;
+    const finish = (reason: string) => {
+      if (finished) return;
+      finished = true;
+      if (this.ws === ws) this.ws = undefined;
+      this.lost(opened, reason);
+    };
+    ws.onclose = (event: CloseEvent) => finish(`WebSocket closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`);
+    ws.onerror = () => finish('WebSocket error');
+  }
+
+  private lost(opened: boolean, reason: string): void {
+    this.host.replica.disconnected();
+    if (this.up) {
+      this.up = false;
+    }
+    this.host.linkDown(reason);
+    if (this.closed) return;
+    if (!opened) this.failedOpens += 1;
+    if (this.choice === 'auto' && this.failedOpens >= 2) {
+      this.mode = 'http';
+      void this.pollLoop();
+      return;
+    }
+    this.attempt += 1;
+    this.timer = setTimeout(() => void this.connect(), backoffMs(this.attempt));
+  }
+
+  private async exchange(): Promise<boolean> {
+    const token = await this.host.token();
+    const body = this.host.replica.exchange_request(token);
+    const headers: Record<string, string> = { 'content-type': 'application/msgpack' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    let response: Response;
+    try {
+      response = await fetch(`${this.url.http}/v1/sync`, { method: 'POST', headers, body: body as Uint8Array<ArrayBuffer> });
+    } catch (error) {
+      // The request may or may not have reached the server: what it carried is pushed
+      // again (merging is idempotent).
+      this.host.replica.disconnected();
+      this.up = false;
+      this.host.linkDown(`HTTP sync failed: ${String(error)}`);
+      return false;
+    }
+    if (!response.ok) {
+      this.host.replica.disconnected();
+      let message = `HTTP ${response.status}`;
+      let code = 0;
+      try {
+        const json = await response.json();
+        message = json?.error?.message ?? message;
+        code = json?.error?.code ?? 0;
+      } catch {
+        // Not JSON: keep the status line.
+      }
+      this.host.events(JSON.stringify([{ type: 'error', code, codeName: '', message, fatal: false }]));
+      this.up = false;
+      this.host.linkDown(message);
+      return false;
+    }
+    const events = this.host.replica.exchange_response(new Uint8Array(await response.arrayBuffer()));
+    if (!this.up) {
+      this.up = true;
+      this.host.linkUp('http');
+    }
+    this.host.events(events);
+    // Not caught up yet (a long backlog): go again at once.
+    return events.includes('"type":"changes"') && !events.includes('"type":"caughtUp"');
+  }
+
+  private async pollLoop(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    let rounds = 0;
+    let failures = 0;
+    while (!this.closed && this.mode === 'http') {
+      let again = false;
+      try {
+        again = await this.exchange();
+        failures = 0;
+      } catch (error) {
+        failures += 1;
+        this.host.linkDown(String(error));
+      }
+      rounds += 1;
+      // While polling in `auto`, try the WebSocket again about every 30 polls.
+      if (this.choice === 'auto' && rounds % 30 === 0) {
+        this.mode = 'websocket';
+        this.failedOpens = 0;
+        break;
+      }
+      if (again) continue;
+      const wait = failures > 0 ? backoffMs(failures) : this.pollIntervalMs;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.timer = setTimeout(resolve, wait);
+      });
+      this.wake = undefined;
+    }
+    this.polling = false;
+    if (!this.closed && this.mode === 'websocket') void this.connect();
+  }
+}

@@ -1,0 +1,368 @@
+// The database handle: one WASM replica, its local persistence, tab sharing, sync
+// transport, live queries and per-write promises.
+
+import { Collection, toQueryJson } from './collection.js';
+import { WeftError } from './errors.js';
+import { IndexedDbStore, NoStore, pack, type PersistBatch, type Store } from './persistence.js';
+import { Sync, serverUrls, type TransportHost } from './transport.js';
+import type { Doc, OpenOptions, QueryInput, Row, SyncStatus } from './types.js';
+import { WeftReplica, loadReplicaModule } from './wasm.js';
+
+type Listener<T> = (value: T) => void;
+
+interface Pending {
+  resolve: () => void;
+  reject: (error: WeftError) => void;
+  promise: Promise<void>;
+}
+
+interface ServerEvent {
+  type: string;
+  writes?: string[];
+  collection?: string;
+  code?: number;
+  codeName?: string;
+  message?: string;
+  fatal?: boolean;
+}
+
+function randomNodeId(): string {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  if (bytes.every((b) => b === 0)) bytes[7] = 1;
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** A local-first database: reads and writes are local; sync runs in the background. */
+export class Weft implements TransportHost {
+  /** The WASM replica (exposed for tools and tests). */
+  readonly replica: WeftReplica;
+  private readonly store: Store;
+  private readonly channel: BroadcastChannel | undefined;
+  private readonly sync: Sync | undefined;
+  private readonly collections = new Map<string, Collection>();
+  private readonly subscribed = new Set<string>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly live = new Map<number, Listener<Row[]>>();
+  private readonly statusListeners = new Set<Listener<SyncStatus>>();
+  private readonly errorListeners = new Set<Listener<WeftError>>();
+  private readonly caughtUp = new Set<string>();
+  private readonly tokenOption: OpenOptions['token'];
+  private current: SyncStatus;
+  private link: 'websocket' | 'http' | null = null;
+  private lastError: WeftError | undefined;
+  private acked: string[] = [];
+  private outboxPut: Array<[string, Uint8Array]> = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> = Promise.resolve();
+  private liveScheduled = false;
+  private closed = false;
+  private everDown = false;
+
+  private constructor(replica: WeftReplica, store: Store, options: OpenOptions) {
+    this.replica = replica;
+    this.store = store;
+    this.tokenOption = options.token;
+    this.current = { state: options.url ? 'connecting' : 'offline', transport: null, pendingWrites: 0 };
+    const name = options.name ?? 'weft';
+    if ((options.shareTabs ?? true) && typeof BroadcastChannel !== 'undefined') {
+      this.channel = new BroadcastChannel(`weft:${name}`);
+      this.channel.onmessage = (message: MessageEvent) => this.fromTab(message.data);
+      // In Node an open channel would keep the process alive.
+      (this.channel as unknown as { unref?: () => void }).unref?.();
+    }
+    if (options.url) {
+      this.sync = new Sync(this, serverUrls(options.url), options.transport ?? 'auto', options.pollIntervalMs ?? 1000);
+    }
+  }
+
+  /** Opens (or creates) the local database `name`, loads what it persisted, and starts
+   * syncing with `url` if given. Resolves once local data is readable. */
+  static async open(options: OpenOptions = {}): Promise<Weft> {
+    await loadReplicaModule();
+    const replica = new WeftReplica(randomNodeId());
+    const name = options.name ?? 'weft';
+    const persist = (options.persist ?? true) && typeof indexedDB !== 'undefined';
+    const store: Store = persist
+      ? await IndexedDbStore.open(name, {
+          record: (a, b) => WeftReplica.merge_stored(a, b),
+          cursors: (a, b) => WeftReplica.merge_cursors(a, b),
+        })
+      : new NoStore();
+    const loaded = await store.load();
+    replica.load_records(pack(loaded.records));
+    replica.load_outbox(pack(loaded.outbox));
+    if (loaded.cursors) replica.import_cursors(loaded.cursors);
+    // Loading is not a change to persist again.
+    replica.take_dirty().free();
+    const db = new Weft(replica, store, options);
+    db.current.pendingWrites = replica.pending_writes();
+    db.sync?.start();
+    return db;
+  }
+
+  /** A collection handle. With `where`, only matching records are synced to this
+   * replica (a subscription shape). */
+  collection<T extends Doc = Doc>(name: string, options: { where?: Record<string, unknown> } = {}): Collection<T> {
+    let collection = this.collections.get(name);
+    if (!collection) {
+      collection = new Collection(this, name);
+      this.collections.set(name, collection);
+    }
+    this.ensureSubscribed(name, options.where);
+    return collection as unknown as Collection<T>;
+  }
+
+  /** Runs a query over any collection: SQL text, or `{collection, ...}` JSON. */
+  async query<T extends Doc = Doc>(input: QueryInput & ({ collection: string } | string)): Promise<Row<T>[]> {
+    const json = await toQueryJson(input, undefined);
+    return this.rows<T>(this.replica.query(json));
+  }
+
+  /** The current sync status. */
+  get status(): SyncStatus {
+    return { ...this.current };
+  }
+
+  /** Listens to status changes (`status`) or errors not tied to a write (`error`);
+   * returns the function that stops listening. */
+  on(event: 'status', listener: Listener<SyncStatus>): () => void;
+  on(event: 'error', listener: Listener<WeftError>): () => void;
+  on(event: 'status' | 'error', listener: Listener<SyncStatus> | Listener<WeftError>): () => void {
+    const set = (event === 'status' ? this.statusListeners : this.errorListeners) as Set<unknown>;
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Resolves when everything written so far is stored locally (IndexedDB). */
+  async persisted(): Promise<void> {
+    this.schedulePersist();
+    await Promise.resolve();
+    await this.flushing;
+  }
+
+  /** Resolves when the server has acknowledged every local write made so far. */
+  whenSynced(): Promise<void> {
+    const waiting = [...this.pending.values()].map((p) => p.promise.catch(() => undefined));
+    return Promise.all(waiting).then(() => undefined);
+  }
+
+  /** Stops syncing and closes local storage (persisting what is pending first). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sync?.close();
+    await this.persisted();
+    this.channel?.close();
+    this.store.close();
+  }
+
+  // ----- used by Collection -------------------------------------------------------
+
+  /** @internal */
+  ensureSubscribed(name: string, where?: Record<string, unknown>): void {
+    if (!this.sync || (this.subscribed.has(name) && !where)) return;
+    this.subscribed.add(name);
+    this.replica.subscribe(name, where ? JSON.stringify(where) : undefined);
+    this.sync.flush();
+  }
+
+  /** @internal A local write was made: share, persist and send it; returns its promise. */
+  wrote(id: string): Promise<void> {
+    const changes = this.replica.take_local_changes();
+    for (let i = 0; i < changes.length; i++) {
+      const bytes = changes.bytes(i);
+      const changeId = changes.id(i);
+      if (!bytes || !changeId) continue;
+      this.outboxPut.push([changeId, bytes]);
+      this.channel?.postMessage({ type: 'change', bytes });
+    }
+    changes.free();
+    let settle: Omit<Pending, 'promise'> | undefined;
+    const acknowledged = new Promise<void>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    if (settle) this.pending.set(id, { ...settle, promise: acknowledged });
+    // Handled here so an ignored rejected write does not crash Node; callers that await
+    // the promise still see the rejection, and `error` listeners hear of it.
+    acknowledged.catch(() => undefined);
+    this.afterChange();
+    this.sync?.flush();
+    return acknowledged;
+  }
+
+  /** @internal */
+  rows<T extends Doc>(json: string): Row<T>[] {
+    const rows = JSON.parse(json) as Array<{ key: string; doc: T }>;
+    return rows.map(({ key, doc }) => ({ ...doc, id: key }) as Row<T>);
+  }
+
+  /** @internal Starts a live query; calls `listener` now and on every change. */
+  watch(queryJson: string, listener: Listener<Row[]>): () => void {
+    const id = this.replica.watch(queryJson);
+    this.live.set(id, listener);
+    listener(this.rows(this.replica.live_rows(id) ?? '[]'));
+    return () => {
+      this.live.delete(id);
+      this.replica.unwatch(id);
+    };
+  }
+
+  // ----- TransportHost ------------------------------------------------------------
+
+  /** @internal */
+  async token(): Promise<string | undefined> {
+    const token = this.tokenOption;
+    return typeof token === 'function' ? await token() : token;
+  }
+
+  /** @internal */
+  linkUp(transport: 'websocket' | 'http'): void {
+    this.link = transport;
+    this.lastError = undefined;
+    this.updateStatus();
+  }
+
+  /** @internal */
+  linkDown(reason: string): void {
+    this.link = null;
+    this.everDown = true;
+    this.caughtUp.clear();
+    if (!this.lastError) this.current.message = reason;
+    this.updateStatus();
+  }
+
+  /** @internal Handles the events of a server frame or exchange. */
+  events(json: string): void {
+    const events = JSON.parse(json) as ServerEvent[];
+    for (const event of events) {
+      switch (event.type) {
+        case 'ack':
+          for (const id of event.writes ?? []) this.settle(id);
+          break;
+        case 'rejected': {
+          const error = new WeftError(event.message ?? 'write refused', event.code, event.codeName);
+          for (const id of event.writes ?? []) this.settle(id, error);
+          this.emitError(error);
+          break;
+        }
+        case 'caughtUp':
+          if (event.collection) this.caughtUp.add(event.collection);
+          break;
+        case 'error': {
+          const error = new WeftError(event.message ?? 'server error', event.code, event.codeName);
+          // Retryable closes (Unavailable, RateLimited, SlowConsumer, Internal) just
+          // reconnect; others (token, version) stay until a connection succeeds.
+          if (event.fatal && ![11, 15, 17, 18].includes(error.code)) this.lastError = error;
+          this.emitError(error);
+          break;
+        }
+      }
+    }
+    this.afterChange();
+  }
+
+  // ----- internals ----------------------------------------------------------------
+
+  private settle(id: string, error?: WeftError): void {
+    this.acked.push(id);
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    this.pending.delete(id);
+    if (error) pending.reject(error);
+    else pending.resolve();
+  }
+
+  private emitError(error: WeftError): void {
+    for (const listener of this.errorListeners) listener(error);
+  }
+
+  private fromTab(data: unknown): void {
+    const message = data as { type?: string; bytes?: Uint8Array };
+    if (message?.type !== 'change' || !(message.bytes instanceof Uint8Array)) return;
+    try {
+      this.replica.apply_shared(message.bytes);
+    } catch (error) {
+      this.emitError(new WeftError(`change from another tab refused: ${String(error)}`));
+      return;
+    }
+    this.afterChange();
+  }
+
+  /** Something changed: notify live queries, persist, refresh the status. */
+  private afterChange(): void {
+    this.scheduleLive();
+    this.schedulePersist();
+    this.updateStatus();
+  }
+
+  private scheduleLive(): void {
+    if (this.liveScheduled) return;
+    this.liveScheduled = true;
+    queueMicrotask(() => {
+      this.liveScheduled = false;
+      for (const id of this.replica.take_live_changed()) {
+        const listener = this.live.get(id);
+        if (listener) listener(this.rows(this.replica.live_rows(id) ?? '[]'));
+      }
+    });
+  }
+
+  private schedulePersist(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      const batch = this.takeBatch();
+      if (!batch) return;
+      this.flushing = this.flushing
+        .then(() => this.store.write(batch))
+        .catch((error) => this.emitError(new WeftError(`local persistence failed: ${String(error)}`)));
+    });
+  }
+
+  private takeBatch(): PersistBatch | undefined {
+    const dirty = this.replica.take_dirty();
+    const records: PersistBatch['records'] = [];
+    for (let i = 0; i < dirty.length; i++) {
+      const id = dirty.id(i);
+      if (id) records.push([id, dirty.bytes(i)]);
+    }
+    dirty.free();
+    const acked = new Set(this.acked);
+    // A write acknowledged before it was ever stored needs neither put nor delete.
+    const outboxPut = this.outboxPut.filter(([id]) => !acked.has(id));
+    const batch: PersistBatch = {
+      outboxPut,
+      outboxDelete: this.acked,
+      records,
+      cursors: records.length > 0 ? this.replica.export_cursors() : undefined,
+    };
+    this.outboxPut = [];
+    this.acked = [];
+    const empty = !batch.outboxPut.length && !batch.outboxDelete.length && !batch.records.length;
+    return empty ? undefined : batch;
+  }
+
+  private updateStatus(): void {
+    const pendingWrites = this.replica.pending_writes();
+    let next: SyncStatus;
+    if (this.lastError) {
+      const { code, codeName, message } = this.lastError;
+      next = { state: 'error', transport: this.link, pendingWrites, code, codeName, message };
+    } else if (!this.sync) {
+      next = { state: 'offline', transport: null, pendingWrites };
+    } else if (!this.link) {
+      const state = this.everDown ? 'offline' : 'connecting';
+      next = { state, transport: null, pendingWrites, message: this.current.message };
+    } else {
+      const behind = [...this.subscribed].some((c) => !this.caughtUp.has(c));
+      next = { state: pendingWrites > 0 || behind ? 'syncing' : 'connected', transport: this.link, pendingWrites };
+    }
+    const before = this.current;
+    this.current = next;
+    if (before.state !== next.state || before.transport !== next.transport || before.pendingWrites !== next.pendingWrites) {
+      for (const listener of this.statusListeners) listener({ ...next });
+    }
+  }
+}

@@ -1,0 +1,90 @@
+//! The session behind the WASM bindings, natively: tab sharing, persistence round trips,
+//! merging stored copies, and refusal of damaged stored data.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use weft_core::hlc::ManualClock;
+use weft_wasm::persist::{merge_stored, pack};
+use weft_wasm::session::{Session, SessionError};
+
+fn session(node: &str, clock: &ManualClock) -> Session<ManualClock> {
+    Session::new(node, clock.clone()).unwrap()
+}
+
+#[test]
+fn a_change_shared_with_another_tab_converges_both() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut a = session("00000000000000a1", &clock);
+    let mut b = session("00000000000000b2", &clock);
+    a.put("todos", "t1", r#"{"title":"milk","done":false}"#).unwrap();
+    clock.advance(1);
+    b.update("todos", "t1", r#"{"done":true}"#).unwrap();
+    for (_, bytes) in a.take_local_changes() {
+        b.apply_shared(&bytes.unwrap()).unwrap();
+    }
+    for (_, bytes) in b.take_local_changes() {
+        a.apply_shared(&bytes.unwrap()).unwrap();
+    }
+    assert_eq!(a.get("todos", "t1").unwrap(), b.get("todos", "t1").unwrap());
+    assert_eq!(a.get("todos", "t1").unwrap().unwrap(), r#"{"done":true,"title":"milk"}"#);
+}
+
+#[test]
+fn stored_records_outbox_and_cursors_reload_into_a_new_session() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut a = session("00000000000000a1", &clock);
+    let watched = a.watch(r#"{"collection":"todos","order_by":"title"}"#).unwrap();
+    for i in 0..50 {
+        a.put("todos", &format!("t{i:02}"), &format!(r#"{{"title":"item {i:02}"}}"#)).unwrap();
+    }
+    a.delete("todos", "t07").unwrap();
+    assert_eq!(a.take_live_changed(), vec![watched]);
+    let dirty = a.take_dirty();
+    assert_eq!(dirty.len(), 50, "every written record is dirty once");
+    let records: Vec<Vec<u8>> = dirty.into_iter().map(|(_, bytes)| bytes.unwrap()).collect();
+    let outbox: Vec<Vec<u8>> = a.take_local_changes().into_iter().map(|(_, bytes)| bytes.unwrap()).collect();
+    assert_eq!(outbox.len(), 51);
+
+    let mut reopened = session("00000000000000c3", &clock);
+    assert_eq!(reopened.load_records(&pack(records.iter().map(Vec::as_slice))).unwrap(), 50);
+    assert_eq!(reopened.load_outbox(&pack(outbox.iter().map(Vec::as_slice))).unwrap(), 51);
+    assert!(reopened.take_dirty().is_empty(), "loading stored records does not make them dirty");
+    assert_eq!(reopened.pending_writes(), 51, "unsent writes are queued again");
+    assert_eq!(reopened.query(r#"{"collection":"todos"}"#).unwrap(), a.query(r#"{"collection":"todos"}"#).unwrap());
+    assert_eq!(reopened.get("todos", "t07").unwrap(), None);
+    let cursors = reopened.export_cursors();
+    reopened.import_cursors(&cursors).unwrap();
+}
+
+#[test]
+fn stored_copies_from_two_tabs_merge_in_either_order() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut a = session("00000000000000a1", &clock);
+    let mut b = session("00000000000000b2", &clock);
+    a.put("todos", "t1", r#"{"title":"milk"}"#).unwrap();
+    clock.advance(1);
+    b.update("todos", "t1", r#"{"done":true}"#).unwrap();
+    let from_a = a.take_dirty().remove(0).1.unwrap();
+    let from_b = b.take_dirty().remove(0).1.unwrap();
+    let ab = merge_stored(&from_a, &from_b).unwrap();
+    let ba = merge_stored(&from_b, &from_a).unwrap();
+    assert_eq!(ab, ba);
+    let mut reader = session("00000000000000c3", &clock);
+    reader.load_records(&pack([ab.as_slice()])).unwrap();
+    assert_eq!(reader.get("todos", "t1").unwrap().unwrap(), r#"{"done":true,"title":"milk"}"#);
+}
+
+#[test]
+fn damaged_stored_data_and_bad_input_are_refused_by_name() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut s = session("00000000000000a1", &clock);
+    let error = s.load_records(&[9, 0, 0, 0, 1, 2]).unwrap_err();
+    assert!(error.to_string().contains("past the end"), "{error}");
+    let error = s.load_records(&pack([&[0xc1u8][..]])).unwrap_err();
+    assert!(matches!(error, SessionError::Decode(_)), "{error}");
+    assert!(s.put("todos", "k", "[1]").unwrap_err().to_string().contains("expected an object"));
+    assert!(s.put("todos", "k", "{").unwrap_err().to_string().contains("not valid JSON"));
+    assert!(s.query(r#"{"collection":"todos","limit":-1}"#).unwrap_err().to_string().contains("limit"));
+    assert!(Session::new("xyz", clock.clone()).is_err());
+    assert!(Session::new("0000000000000000", clock).is_err(), "node id zero is refused");
+    assert_eq!(s.pending_writes(), 0);
+}
