@@ -50,6 +50,9 @@ export class Sync {
   private wake: (() => void) | undefined;
   private closed = false;
   private up = false;
+  private drop: ((reason: string) => void) | undefined;
+  private readonly onOffline = () => this.drop?.('the browser went offline');
+  private readonly onOnline = () => this.retryNow();
 
   constructor(
     private readonly host: TransportHost,
@@ -61,6 +64,12 @@ export class Sync {
   }
 
   start(): void {
+    // A socket can stay "open" through a network change for a long time; the browser's
+    // own offline/online signals make the status (and reconnect) immediate.
+    if (typeof window !== 'undefined' && typeof window.addEventListener === 'function') {
+      window.addEventListener('offline', this.onOffline);
+      window.addEventListener('online', this.onOnline);
+    }
     if (this.mode === 'http') void this.pollLoop();
     else void this.connect();
   }
@@ -72,6 +81,10 @@ export class Sync {
   }
 
   close(): void {
+    if (typeof window !== 'undefined' && typeof window.removeEventListener === 'function') {
+      window.removeEventListener('offline', this.onOffline);
+      window.removeEventListener('online', this.onOnline);
+    }
     this.closed = true;
     clearTimeout(this.timer);
     this.wake?.();
@@ -121,9 +134,15 @@ export class Sync {
     const finish = (reason: string) => {
       if (finished) return;
       finished = true;
-      if (this.ws === ws) this.ws = undefined;
+      if (this.ws === ws) {
+        this.ws = undefined;
+        this.drop = undefined;
+      }
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      ws.close();
       this.lost(opened, reason);
     };
+    this.drop = finish;
     ws.onclose = (event: CloseEvent) => finish(`WebSocket closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`);
     ws.onerror = () => finish('WebSocket error');
   }
@@ -135,7 +154,9 @@ export class Sync {
     }
     this.host.linkDown(reason);
     if (this.closed) return;
-    if (!opened) this.failedOpens += 1;
+    // Attempts made while the device is offline say nothing about WebSockets being blocked.
+    const deviceOffline = typeof navigator !== 'undefined' && navigator.onLine === false;
+    if (!opened && !deviceOffline) this.failedOpens += 1;
     if (this.choice === 'auto' && this.failedOpens >= 2) {
       this.mode = 'http';
       void this.pollLoop();
@@ -143,6 +164,22 @@ export class Sync {
     }
     this.attempt += 1;
     this.timer = setTimeout(() => void this.connect(), backoffMs(this.attempt));
+  }
+
+  /** The network is back: reconnect now, starting again with the WebSocket. */
+  private retryNow(): void {
+    if (this.closed) return;
+    this.attempt = 0;
+    this.failedOpens = 0;
+    if (this.mode === 'http') {
+      if (this.choice === 'auto') this.mode = 'websocket';
+      this.wake?.();
+      return;
+    }
+    if (!this.ws) {
+      clearTimeout(this.timer);
+      void this.connect();
+    }
   }
 
   private async exchange(): Promise<boolean> {

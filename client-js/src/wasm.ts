@@ -6,8 +6,9 @@ export { WeftReplica, EncodedList };
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
 
-async function source(relative: string): Promise<URL | Uint8Array> {
-  const url = new URL(relative, import.meta.url);
+// Callers spell `new URL('<literal>', import.meta.url)` so bundlers (Vite, webpack) see
+// the .wasm files and ship them.
+async function source(url: URL): Promise<URL | Uint8Array> {
   if (!isNode) return url;
   // A variable specifier keeps bundlers from pulling a Node built-in into browser code.
   const fsModule = 'node:fs/promises';
@@ -19,7 +20,7 @@ let replicaReady: Promise<unknown> | undefined;
 
 /** Loads the replica module once per page or process. */
 export function loadReplicaModule(): Promise<unknown> {
-  replicaReady ??= source('../wasm/weft_wasm_bg.wasm').then((module_or_path) => initReplica({ module_or_path }));
+  replicaReady ??= source(new URL('../wasm/weft_wasm_bg.wasm', import.meta.url)).then((module_or_path) => initReplica({ module_or_path }));
   return replicaReady;
 }
 
@@ -30,7 +31,7 @@ let sqlReady: Promise<SqlModule> | undefined;
 export function loadSqlModule(): Promise<SqlModule> {
   sqlReady ??= (async () => {
     const glue = await import('../wasm/weft_sql.js');
-    await glue.default({ module_or_path: await source('../wasm/weft_sql_bg.wasm') });
+    await glue.default({ module_or_path: await source(new URL('../wasm/weft_sql_bg.wasm', import.meta.url)) });
     return glue as unknown as SqlModule;
   })();
   return sqlReady;

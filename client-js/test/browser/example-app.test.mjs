@@ -1,0 +1,140 @@
+// The example app in headless Chromium against a real `weft serve`: live sync between
+// contexts, offline writes surviving a reload, HTTP fallback with WebSockets blocked,
+// tabs sharing changes with the server down. Also writes docs/images/todo-example.png
+// from what the first test saw.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { addTodo, launch, openApp, titles } from '../support/browser.mjs';
+import { eventually, startServer } from '../support/server.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+const staticDir = join(root, 'examples/todo/dist');
+const screenshot = join(root, 'docs/images/todo-example.png');
+
+let browser;
+before(async () => {
+  assert.ok(existsSync(join(staticDir, 'index.html')), 'build the example first: scripts/build-web.sh');
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+async function records(url) {
+  const response = await fetch(`${url}/v1/collections/todos`);
+  const json = await response.json();
+  return json.records ?? json;
+}
+
+test('an edit in one browser context appears in another within 1 s', async (t) => {
+  const server = await startServer({ staticDir });
+  t.after(() => server.stop());
+  const alice = await browser.newContext({ viewport: { width: 720, height: 640 } });
+  const bob = await browser.newContext();
+  t.after(() => Promise.all([alice.close(), bob.close()]));
+  const a = await openApp(alice, server.url);
+  const b = await openApp(bob, server.url);
+  await a.locator('[data-testid=status][data-state=connected]').waitFor();
+  await b.locator('[data-testid=status][data-state=connected]').waitFor();
+
+  for (const title of ['Buy oat milk', 'Book train to Lyon', 'Water the plants']) {
+    const started = Date.now();
+    await addTodo(a, title);
+    await b.locator('[data-testid=title]', { hasText: title }).waitFor({ timeout: 1000 });
+    t.diagnostic(`"${title}" shown in the other context after ${Date.now() - started} ms`);
+  }
+  // Complete one in b: a sees it within 1 s, and the live counts follow.
+  await b.locator('[data-testid=todo]', { hasText: 'Book train' }).locator('input[type=checkbox]').check();
+  await a.locator('[data-testid=todo].done', { hasText: 'Book train' }).waitFor({ timeout: 1000 });
+  await a.locator('[data-testid=count-done]', { hasText: '1' }).waitFor({ timeout: 1000 });
+  assert.equal(await a.locator('[data-testid=count-active]').textContent(), '2');
+  assert.deepEqual(await titles(a), await titles(b));
+
+  // The screenshot in docs/ is what this test saw.
+  await a.locator('[data-testid=status][data-state=connected]').waitFor();
+  mkdirSync(dirname(screenshot), { recursive: true });
+  await a.screenshot({ path: screenshot });
+});
+
+test('offline: writes survive a reload while offline, then converge when back online', async (t) => {
+  const server = await startServer({ staticDir });
+  t.after(() => server.stop());
+  const traveller = await browser.newContext();
+  const other = await browser.newContext();
+  t.after(() => Promise.all([traveller.close(), other.close()]));
+  let page = await openApp(traveller, server.url, { waitForOffline: true });
+  const watcher = await openApp(other, server.url);
+  await addTodo(page, 'Online before the trip');
+  await watcher.locator('[data-testid=title]', { hasText: 'Online before the trip' }).waitFor();
+
+  await traveller.setOffline(true);
+  await page.locator('[data-testid=status][data-state=offline]').waitFor({ timeout: 15_000 });
+  await addTodo(page, 'Written on the plane');
+  await addTodo(page, 'Also offline');
+  await page.locator('[data-testid=todo]', { hasText: 'Online before the trip' }).locator('input[type=checkbox]').check();
+  await page.evaluate(() => window.weft.persisted());
+
+  await page.reload(); // still offline: the service worker serves the app, IndexedDB the data
+  await page.waitForFunction(() => window.weft !== undefined);
+  await page.locator('[data-testid=title]', { hasText: 'Written on the plane' }).waitFor();
+  assert.deepEqual(await titles(page), ['Online before the trip', 'Written on the plane', 'Also offline']);
+  assert.equal(await page.locator('[data-testid=todo].done').count(), 1);
+  assert.match(await page.locator('[data-testid=status]').textContent(), /3 unsent/);
+  // Nothing reached the server yet.
+  await watcher.waitForTimeout(300);
+  assert.deepEqual(await titles(watcher), ['Online before the trip']);
+
+  await traveller.setOffline(false);
+  await page.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 15_000 });
+  await watcher.locator('[data-testid=title]', { hasText: 'Also offline' }).waitFor({ timeout: 5000 });
+  await watcher.locator('[data-testid=todo].done', { hasText: 'Online before the trip' }).waitFor();
+  assert.deepEqual(await titles(watcher), await titles(page));
+  const stored = JSON.stringify(await records(server.url));
+  assert.ok(stored.includes('Written on the plane') && stored.includes('Also offline'), stored);
+});
+
+test('with WebSockets blocked, sync falls back to HTTP', async (t) => {
+  const server = await startServer({ staticDir });
+  t.after(() => server.stop());
+  const blocked = await browser.newContext();
+  const normal = await browser.newContext();
+  t.after(() => Promise.all([blocked.close(), normal.close()]));
+  await blocked.routeWebSocket(/.*/, (ws) => ws.close({ code: 1008, reason: 'blocked by test proxy' }));
+  const b = await openApp(blocked, server.url);
+  const n = await openApp(normal, server.url);
+  await eventually(() => b.evaluate(() => window.weft.status.transport === 'http'), 10_000, 'HTTP fallback');
+  await addTodo(b, 'Sent over POST /v1/sync');
+  await n.locator('[data-testid=title]', { hasText: 'Sent over POST /v1/sync' }).waitFor({ timeout: 5000 });
+  await addTodo(n, 'Pushed to the WebSocket client');
+  await b.locator('[data-testid=title]', { hasText: 'Pushed to the WebSocket client' }).waitFor({ timeout: 5000 });
+  await b.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 5000 });
+  assert.equal(await b.evaluate(() => window.weft.status.transport), 'http');
+});
+
+test('two tabs of one context share changes while the server is down', async (t) => {
+  const server = await startServer({ staticDir });
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const first = await openApp(context, server.url);
+  const second = await openApp(context, server.url);
+  await addTodo(first, 'Seen by both tabs');
+  await second.locator('[data-testid=title]', { hasText: 'Seen by both tabs' }).waitFor();
+
+  await server.stop({ keepData: true });
+  await first.locator('[data-testid=status][data-state=offline]').waitFor({ timeout: 10_000 });
+  await addTodo(first, 'Written with the server down');
+  await second.locator('[data-testid=title]', { hasText: 'Written with the server down' }).waitFor({ timeout: 1000 });
+  await second.locator('[data-testid=todo]', { hasText: 'Written with the server down' }).locator('input[type=checkbox]').check();
+  await first.locator('[data-testid=todo].done', { hasText: 'Written with the server down' }).waitFor({ timeout: 1000 });
+
+  // Back up: both tabs' writes reach the server.
+  const again = await startServer({ staticDir, dataDir: server.dataDir, port: server.port });
+  t.after(() => again.stop());
+  await first.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 15_000 });
+  await second.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 15_000 });
+  await eventually(async () => JSON.stringify(await records(again.url)).includes('"done":true'), 5000, 'server copy');
+});
