@@ -88,6 +88,13 @@ export class Collection<T extends Doc = Doc> {
     return this.db.rows<T>(this.db.replica.query(json));
   }
 
+  /** The current rows of an object query, synchronously (`[]` for SQL text, which
+   * needs its module loaded first). */
+  peek(query: QueryInput = {}): Row<T>[] {
+    if (typeof query === 'string') return [];
+    return this.db.rows<T>(this.db.replica.query(specJson(query, this.name)));
+  }
+
   /** A live query: `callback` gets the rows now and again after every change that moves
    * them — local writes, synced changes and other tabs' writes alike. Returns the
    * function that stops it. */
@@ -98,9 +105,7 @@ export class Collection<T extends Doc = Doc> {
       if (!stopped) stop = this.db.watch(json, callback as (rows: Row[]) => void);
     };
     if (typeof query === 'string') {
-      toQueryJson(query, this.name).then(start, (error) => {
-        throw error;
-      });
+      toQueryJson(query, this.name).then(start, (error) => this.db.reportError(error));
     } else {
       start(specJson(query, this.name));
     }

@@ -25,7 +25,9 @@ export function useWeft(): Weft {
 export function useQuery<T extends Doc = Doc>(collection: string, query: QueryInput = {}): Row<T>[] {
   const db = useWeft();
   const key = typeof query === 'string' ? query : JSON.stringify(query);
-  const [rows, setRows] = useState<Row<T>[]>([]);
+  // The first render already shows local data (object queries run synchronously), so
+  // a mounted list does not flash its empty state.
+  const [rows, setRows] = useState<Row<T>[]>(() => db.collection<T>(collection).peek(query));
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const stableQuery = useMemo(() => query, [key]);
   useEffect(() => db.collection<T>(collection).subscribe(stableQuery, setRows), [db, collection, stableQuery]);

@@ -51,6 +51,7 @@ export class Sync {
   private closed = false;
   private up = false;
   private drop: ((reason: string) => void) | undefined;
+  private connecting = false;
   private readonly onOffline = () => this.drop?.('the browser went offline');
   private readonly onOnline = () => this.retryNow();
 
@@ -100,9 +101,20 @@ export class Sync {
   }
 
   private async connect(): Promise<void> {
-    if (this.closed) return;
-    const Ctor = await webSocketClass();
-    const token = await this.host.token();
+    // One socket at a time: an `online` event during the awaits below must not start a second.
+    if (this.closed || this.connecting || this.ws) return;
+    this.connecting = true;
+    let Ctor: WsCtor;
+    let token: string | undefined;
+    try {
+      Ctor = await webSocketClass();
+      token = await this.host.token();
+    } catch (error) {
+      this.connecting = false;
+      this.lost(false, `could not start a connection: ${String(error)}`);
+      return;
+    }
+    this.connecting = false;
     if (this.closed) return;
     let opened = false;
     let ws: WebSocket;
@@ -116,7 +128,6 @@ export class Sync {
     this.ws = ws;
     ws.onopen = () => {
       opened = true;
-      this.attempt = 0;
       this.failedOpens = 0;
       ws.send(this.host.replica.hello(token));
     };
@@ -124,6 +135,9 @@ export class Sync {
       if (!(message.data instanceof ArrayBuffer)) return;
       const events = this.host.replica.handle(new Uint8Array(message.data));
       if (!this.up && events.includes('"type":"connected"')) {
+        // Backoff resets only once the server accepted the session: a server that
+        // accepts sockets then refuses the hello is not retried every 250 ms.
+        this.attempt = 0;
         this.up = true;
         this.host.linkUp('websocket');
       }
@@ -134,12 +148,12 @@ export class Sync {
     const finish = (reason: string) => {
       if (finished) return;
       finished = true;
-      if (this.ws === ws) {
-        this.ws = undefined;
-        this.drop = undefined;
-      }
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       ws.close();
+      // A stale socket's end must not disturb the session of a newer one.
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      this.drop = undefined;
       this.lost(opened, reason);
     };
     this.drop = finish;
@@ -182,7 +196,8 @@ export class Sync {
     }
   }
 
-  private async exchange(): Promise<boolean> {
+  /** One exchange; `undefined` when it failed, else whether to go again at once. */
+  private async exchange(): Promise<boolean | undefined> {
     const token = await this.host.token();
     const body = this.host.replica.exchange_request(token);
     const headers: Record<string, string> = { 'content-type': 'application/msgpack' };
@@ -196,7 +211,7 @@ export class Sync {
       this.host.replica.disconnected();
       this.up = false;
       this.host.linkDown(`HTTP sync failed: ${String(error)}`);
-      return false;
+      return undefined;
     }
     if (!response.ok) {
       this.host.replica.disconnected();
@@ -212,9 +227,18 @@ export class Sync {
       this.host.events(JSON.stringify([{ type: 'error', code, codeName: '', message, fatal: false }]));
       this.up = false;
       this.host.linkDown(message);
-      return false;
+      return undefined;
     }
-    const events = this.host.replica.exchange_response(new Uint8Array(await response.arrayBuffer()));
+    let events: string;
+    try {
+      events = this.host.replica.exchange_response(new Uint8Array(await response.arrayBuffer()));
+    } catch (error) {
+      // The body was cut or refused: what was pushed goes again next time.
+      this.host.replica.disconnected();
+      this.up = false;
+      this.host.linkDown(`HTTP sync response refused: ${String(error)}`);
+      return undefined;
+    }
     if (!this.up) {
       this.up = true;
       this.host.linkUp('http');
@@ -230,14 +254,15 @@ export class Sync {
     let rounds = 0;
     let failures = 0;
     while (!this.closed && this.mode === 'http') {
-      let again = false;
+      let again: boolean | undefined = false;
       try {
         again = await this.exchange();
-        failures = 0;
       } catch (error) {
-        failures += 1;
+        again = undefined;
         this.host.linkDown(String(error));
       }
+      // Failed exchanges back off; successful ones poll at the set interval.
+      failures = again === undefined ? failures + 1 : 0;
       rounds += 1;
       // While polling in `auto`, try the WebSocket again about every 30 polls.
       if (this.choice === 'auto' && rounds % 30 === 0) {
@@ -254,6 +279,7 @@ export class Sync {
       this.wake = undefined;
     }
     this.polling = false;
+    this.up = false;
     if (!this.closed && this.mode === 'websocket') void this.connect();
   }
 }

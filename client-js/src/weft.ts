@@ -26,6 +26,21 @@ interface ServerEvent {
   fatal?: boolean;
 }
 
+/** Two batches as one, the later one's entries winning. */
+function mergeBatches(first: PersistBatch, later: PersistBatch): PersistBatch {
+  const records = new Map(first.records);
+  for (const [id, bytes] of later.records) records.set(id, bytes);
+  return {
+    outboxPut: [...first.outboxPut, ...later.outboxPut],
+    outboxDelete: [...first.outboxDelete, ...later.outboxDelete],
+    records: [...records],
+    cursors: later.cursors ?? first.cursors,
+  };
+}
+
+/** Per-record storage entries that trigger a compaction into the snapshot. */
+const COMPACT_AFTER_ENTRIES = 1000;
+
 function randomNodeId(): string {
   const bytes = new Uint8Array(8);
   crypto.getRandomValues(bytes);
@@ -35,6 +50,8 @@ function randomNodeId(): string {
 
 /** A local-first database: reads and writes are local; sync runs in the background. */
 export class Weft implements TransportHost {
+  /** Where opening spent its time: WASM module, reading storage, loading the replica. */
+  openTimings = { moduleMs: 0, readMs: 0, loadMs: 0, records: 0 };
   /** The WASM replica (exposed for tools and tests). */
   readonly replica: WeftReplica;
   private readonly store: Store;
@@ -47,6 +64,7 @@ export class Weft implements TransportHost {
   private readonly statusListeners = new Set<Listener<SyncStatus>>();
   private readonly errorListeners = new Set<Listener<WeftError>>();
   private readonly caughtUp = new Set<string>();
+  private syncedWaiters: Array<() => void> = [];
   private readonly tokenOption: OpenOptions['token'];
   private current: SyncStatus;
   private link: 'websocket' | 'http' | null = null;
@@ -58,6 +76,10 @@ export class Weft implements TransportHost {
   private liveScheduled = false;
   private closed = false;
   private everDown = false;
+  /** A batch whose write failed, retried with the next one. */
+  private failed: PersistBatch | undefined;
+  /** Per-record entries in storage (roughly: this tab's writes and what it loaded). */
+  private storedEntries = 0;
 
   private constructor(replica: WeftReplica, store: Store, options: OpenOptions) {
     this.replica = replica;
@@ -79,7 +101,9 @@ export class Weft implements TransportHost {
   /** Opens (or creates) the local database `name`, loads what it persisted, and starts
    * syncing with `url` if given. Resolves once local data is readable. */
   static async open(options: OpenOptions = {}): Promise<Weft> {
+    const t0 = performance.now();
     await loadReplicaModule();
+    const t1 = performance.now();
     const replica = new WeftReplica(randomNodeId());
     const name = options.name ?? 'weft';
     const persist = (options.persist ?? true) && typeof indexedDB !== 'undefined';
@@ -90,14 +114,19 @@ export class Weft implements TransportHost {
         })
       : new NoStore();
     const loaded = await store.load();
+    const t2 = performance.now();
+    if (loaded.snapshot) replica.load_records(loaded.snapshot);
     replica.load_records(pack(loaded.records));
     replica.load_outbox(pack(loaded.outbox));
     if (loaded.cursors) replica.import_cursors(loaded.cursors);
     // Loading is not a change to persist again.
     replica.take_dirty().free();
     const db = new Weft(replica, store, options);
+    db.openTimings = { moduleMs: t1 - t0, readMs: t2 - t1, loadMs: performance.now() - t2, records: loaded.records.length };
+    db.storedEntries = loaded.records.length;
     db.current.pendingWrites = replica.pending_writes();
     db.sync?.start();
+    db.maybeCompact();
     return db;
   }
 
@@ -143,8 +172,8 @@ export class Weft implements TransportHost {
 
   /** Resolves when the server has acknowledged every local write made so far. */
   whenSynced(): Promise<void> {
-    const waiting = [...this.pending.values()].map((p) => p.promise.catch(() => undefined));
-    return Promise.all(waiting).then(() => undefined);
+    if (this.replica.pending_writes() === 0) return Promise.resolve();
+    return new Promise((resolve) => this.syncedWaiters.push(resolve));
   }
 
   /** Stops syncing and closes local storage (persisting what is pending first). */
@@ -175,7 +204,7 @@ export class Weft implements TransportHost {
       const changeId = changes.id(i);
       if (!bytes || !changeId) continue;
       this.outboxPut.push([changeId, bytes]);
-      this.channel?.postMessage({ type: 'change', bytes });
+      this.channel?.postMessage({ type: 'change', id: changeId, bytes });
     }
     changes.free();
     let settle: Omit<Pending, 'promise'> | undefined;
@@ -188,7 +217,16 @@ export class Weft implements TransportHost {
     acknowledged.catch(() => undefined);
     this.afterChange();
     this.sync?.flush();
+    if (!this.sync) {
+      // A local-only database has no server to acknowledge: stored locally is final.
+      void this.persisted().then(() => this.settle(id));
+    }
     return acknowledged;
+  }
+
+  /** @internal Reports an error not tied to a write to the `error` listeners. */
+  reportError(error: unknown): void {
+    this.emitError(error instanceof WeftError ? error : new WeftError(String(error)));
   }
 
   /** @internal */
@@ -278,8 +316,12 @@ export class Weft implements TransportHost {
   }
 
   private fromTab(data: unknown): void {
-    const message = data as { type?: string; bytes?: Uint8Array };
-    if (message?.type !== 'change' || !(message.bytes instanceof Uint8Array)) return;
+    const message = data as { type?: string; id?: string; bytes?: Uint8Array };
+    if (message?.type !== 'change' || !(message.bytes instanceof Uint8Array) || typeof message.id !== 'string') return;
+    // Stored in this tab's outbox store too (same key: no duplicate), so the change
+    // still reaches the server if its own tab closes before storing or sending it. Its
+    // tab deletes the entry on ack; a leftover is pushed again later, harmlessly.
+    this.outboxPut.push([message.id, message.bytes]);
     try {
       this.replica.apply_shared(message.bytes);
     } catch (error) {
@@ -315,10 +357,34 @@ export class Weft implements TransportHost {
       this.flushScheduled = false;
       const batch = this.takeBatch();
       if (!batch) return;
+      this.storedEntries += batch.records.length;
       this.flushing = this.flushing
         .then(() => this.store.write(batch))
-        .catch((error) => this.emitError(new WeftError(`local persistence failed: ${String(error)}`)));
+        .catch((error) => {
+          // Nothing of a failed batch is lost: it goes in front of the next one.
+          this.failed = this.failed ? mergeBatches(this.failed, batch) : batch;
+          this.emitError(new WeftError(`local persistence failed (will retry): ${String(error)}`));
+        });
+      this.maybeCompact();
     });
+  }
+
+  /** Folds per-record entries into the snapshot once there are enough of them that
+   * reading them one by one would slow the next open. */
+  private maybeCompact(): void {
+    if (this.storedEntries < COMPACT_AFTER_ENTRIES) return;
+    this.storedEntries = 0;
+    this.flushing = this.flushing
+      .then(() =>
+        this.store.compact(
+          (packed) => {
+            this.replica.load_records(packed);
+            this.scheduleLive();
+          },
+          () => this.replica.export_records(),
+        ),
+      )
+      .catch((error) => this.emitError(new WeftError(`local storage compaction failed: ${String(error)}`)));
   }
 
   private takeBatch(): PersistBatch | undefined {
@@ -340,8 +406,10 @@ export class Weft implements TransportHost {
     };
     this.outboxPut = [];
     this.acked = [];
-    const empty = !batch.outboxPut.length && !batch.outboxDelete.length && !batch.records.length;
-    return empty ? undefined : batch;
+    const retried = this.failed ? mergeBatches(this.failed, batch) : batch;
+    this.failed = undefined;
+    const empty = !retried.outboxPut.length && !retried.outboxDelete.length && !retried.records.length;
+    return empty ? undefined : retried;
   }
 
   private updateStatus(): void {
@@ -358,6 +426,11 @@ export class Weft implements TransportHost {
     } else {
       const behind = [...this.subscribed].some((c) => !this.caughtUp.has(c));
       next = { state: pendingWrites > 0 || behind ? 'syncing' : 'connected', transport: this.link, pendingWrites };
+    }
+    if (pendingWrites === 0 && this.syncedWaiters.length > 0) {
+      const waiters = this.syncedWaiters;
+      this.syncedWaiters = [];
+      for (const resolve of waiters) resolve();
     }
     const before = this.current;
     this.current = next;

@@ -162,7 +162,7 @@ impl WeftReplica {
     }
 
     /// Records changed since the last call: id = storage key, bytes = whole record
-    /// state (`undefined`: drop the stored copy).
+    /// state, or a "forgotten" marker when the record left this replica's view.
     pub fn take_dirty(&mut self) -> EncodedList {
         EncodedList { items: self.session.take_dirty() }
     }
@@ -173,7 +173,13 @@ impl WeftReplica {
         Ok(persist::merge_stored(a, b)?)
     }
 
-    /// Loads stored records: `[u32 length][record]...` as `take_dirty` gave them.
+    /// Every record held, packed as `load_records` reads them (the compacted snapshot).
+    pub fn export_records(&self) -> Vec<u8> {
+        self.session.export_records()
+    }
+
+    /// Loads stored records: `[u32 length][record]...` as `take_dirty` or
+    /// `export_records` gave them.
     pub fn load_records(&mut self, packed: &[u8]) -> Result<usize, JsValue> {
         Ok(self.session.load_records(packed)?)
     }

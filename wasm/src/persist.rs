@@ -54,8 +54,13 @@ pub fn pack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
-/// The merge of two stored states of the same record.
+/// The merge of the stored copy `a` of a record with the writer's own copy `b`. When
+/// either is a "forgotten" marker (first byte 0xff) the writer's copy wins: it is the
+/// latest word on whether the record is in this replica's view.
 pub fn merge_stored(a: &[u8], b: &[u8]) -> Result<Vec<u8>, SessionError> {
+    if a.first() == Some(&0xff) || b.first() == Some(&0xff) {
+        return Ok(b.to_vec());
+    }
     let limits = DecodeLimits::default();
     let first = decode_change(a, &limits)?;
     let second = decode_change(b, &limits)?;

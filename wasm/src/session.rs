@@ -14,7 +14,25 @@ use weft_core::replica::{Handled, ProtocolError, Replica, WriteError};
 use weft_core::value::{Document, Value, document_to_json};
 
 use crate::events::{event_json, write_id};
-use crate::persist::{decode_change, decode_cursors, encode_change, encode_cursors, unpack};
+use crate::persist::{decode_change, decode_cursors, encode_change, encode_cursors, pack, unpack};
+
+/// First byte of a stored "forgotten" marker; a stored record (a MessagePack array)
+/// never starts with it.
+const FORGOTTEN: u8 = 0xff;
+
+/// The stored value that says record `id` (`collection/key`) left this replica's view.
+pub fn forgotten_marker(id: &str) -> Vec<u8> {
+    let mut marker = vec![FORGOTTEN];
+    marker.extend_from_slice(id.as_bytes());
+    marker
+}
+
+fn parse_record_id(id: &[u8]) -> Result<(CollectionName, RecordKey), SessionError> {
+    let text = std::str::from_utf8(id).map_err(|_| SessionError::Stored("record id is not UTF-8".to_owned()))?;
+    let (c, key) =
+        text.split_once('/').ok_or_else(|| SessionError::Stored(format!("record id {text:?} has no collection")))?;
+    Ok((collection(c)?, record_key(key)?))
+}
 
 /// Why a call into the session failed; the message names what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -323,20 +341,29 @@ impl<C: ClockSource> Session<C> {
             .into_iter()
             .map(|frame| ServerMessage::decode(frame, &self.limits))
             .collect::<Result<Vec<_>, _>>()?;
-        let handled = self.replica.exchange_response(messages);
+        let (handled, result) = self.replica.exchange_response(messages);
         self.settle();
-        let events = self.events(handled?);
+        let mut events = self.events(handled);
         // Unacknowledged batches went back to the queue and get new ids next time.
         self.batches.clear();
         // Reconciliation answers cannot reach a stateless server session: drop them.
         self.outgoing.clear();
+        if let Err(error) = result {
+            // Report the refusal after the acks that came before it.
+            let mut list: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap_or_default();
+            list.push(serde_json::json!({
+                "type": "error", "code": 1, "codeName": "Malformed",
+                "message": format!("response refused: {error}"), "fatal": false,
+            }));
+            events = serde_json::Value::Array(list).to_string();
+        }
         Ok(events)
     }
 
     // ----- persistence --------------------------------------------------------------
 
-    /// Records changed since the last call: `collection/key` → whole state (or `None`
-    /// when the record left this replica).
+    /// Records changed since the last call: `collection/key` → whole state (or a
+    /// [`forgotten_marker`] when the record left this replica).
     pub fn take_dirty(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
         self.replica
             .take_changed_keys()
@@ -347,18 +374,46 @@ impl<C: ClockSource> Session<C> {
                     .collection(&c)
                     .and_then(|target| target.record_change(&key))
                     .map(|change| encode_change(&change));
-                (format!("{c}/{key}"), bytes)
+                let id = format!("{c}/{key}");
+                // A record that left the view is stored as a marker, so a compacted
+                // snapshot that still holds it is corrected at load.
+                let bytes = bytes.or_else(|| Some(forgotten_marker(&id)));
+                (id, bytes)
             })
             .collect()
     }
 
-    /// Loads stored records.
+    /// Loads stored records: whole record states, and "forgotten" markers
+    /// ([`forgotten_marker`]) for records that left this replica's view.
     pub fn load_records(&mut self, packed: &[u8]) -> Result<usize, SessionError> {
-        let changes =
-            unpack(packed)?.into_iter().map(|item| decode_change(item, &self.limits)).collect::<Result<Vec<_>, _>>()?;
+        let mut changes = Vec::new();
+        let mut forgotten = Vec::new();
+        for item in unpack(packed)? {
+            match item.split_first() {
+                Some((&FORGOTTEN, id)) => forgotten.push(parse_record_id(id)?),
+                _ => changes.push(decode_change(item, &self.limits)?),
+            }
+        }
         let count = self.replica.restore_records(changes);
+        for (c, key) in forgotten {
+            self.replica.restore_forgotten(&c, &key);
+        }
         self.settle();
         Ok(count)
+    }
+
+    /// Every record this replica holds, packed as [`Session::load_records`] reads them:
+    /// the compacted snapshot a host stores instead of one entry per record.
+    pub fn export_records(&self) -> Vec<u8> {
+        let mut encoded = Vec::new();
+        for target in self.replica.collections() {
+            for (key, _) in target.iter() {
+                if let Some(change) = target.record_change(key) {
+                    encoded.push(encode_change(&change));
+                }
+            }
+        }
+        pack(encoded.iter().map(Vec::as_slice))
     }
 
     /// Restores stored unacknowledged local changes, oldest first.

@@ -88,3 +88,34 @@ fn damaged_stored_data_and_bad_input_are_refused_by_name() {
     assert!(Session::new("0000000000000000", clock).is_err(), "node id zero is refused");
     assert_eq!(s.pending_writes(), 0);
 }
+
+#[test]
+fn a_compacted_snapshot_plus_later_entries_and_markers_reload_exactly() {
+    use weft_wasm::session::forgotten_marker;
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut a = session("00000000000000a1", &clock);
+    for i in 0..20 {
+        a.put("todos", &format!("t{i:02}"), &format!(r#"{{"n":{i}}}"#)).unwrap();
+    }
+    let snapshot = a.export_records();
+    a.take_dirty();
+    clock.advance(1);
+    a.update("todos", "t03", r#"{"n":300}"#).unwrap();
+    let later: Vec<Vec<u8>> = a.take_dirty().into_iter().map(|(_, b)| b.unwrap()).collect();
+    let marker = forgotten_marker("todos/t05");
+
+    let mut reopened = session("00000000000000c3", &clock);
+    assert_eq!(reopened.load_records(&snapshot).unwrap(), 20);
+    let mut items: Vec<&[u8]> = later.iter().map(Vec::as_slice).collect();
+    items.push(&marker);
+    reopened.load_records(&pack(items)).unwrap();
+    assert_eq!(reopened.get("todos", "t03").unwrap().unwrap(), r#"{"n":300}"#);
+    assert_eq!(reopened.get("todos", "t05").unwrap(), None, "the marker drops the snapshot's copy");
+    assert!(reopened.take_dirty().is_empty());
+    // The writer's own copy wins over a marker, in the order the store merges them.
+    assert_eq!(merge_stored(&marker, &later[0]).unwrap(), later[0]);
+    assert_eq!(merge_stored(&later[0], &marker).unwrap(), marker);
+    assert!(
+        reopened.load_records(&pack([&[0xffu8, b'n', b'o'][..]])).unwrap_err().to_string().contains("no collection")
+    );
+}

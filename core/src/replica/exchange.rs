@@ -28,12 +28,14 @@ impl<C: ClockSource> Replica<C> {
 
     /// Handles the response to [`Replica::exchange_request`]. Batches it did not
     /// acknowledge return to the queue for the next exchange. Messages to send back
-    /// (reconciliation answers) are returned for the next request to carry.
-    pub fn exchange_response(&mut self, messages: Vec<ServerMessage>) -> Result<Handled, ProtocolError> {
+    /// (reconciliation answers) are returned for the next request to carry. A message
+    /// that cannot be accepted stops the handling, but what was handled before it (acks
+    /// included) is returned with the error, never lost.
+    pub fn exchange_response(&mut self, messages: Vec<ServerMessage>) -> (Handled, Result<(), ProtocolError>) {
         let mut out = Handled::default();
         let result = self.exchange_messages(messages, &mut out);
         self.disconnected();
-        result.map(|()| out)
+        (out, result)
     }
 
     fn exchange_messages(&mut self, messages: Vec<ServerMessage>, out: &mut Handled) -> Result<(), ProtocolError> {

@@ -428,6 +428,18 @@ impl<C: ClockSource> Replica<C> {
         count
     }
 
+    /// Drops a record the host's storage marks as gone from this replica's view (it
+    /// left a subscription's shape in an earlier session). Live queries see it go; it
+    /// does not count as changed for [`Replica::take_changed_keys`].
+    pub fn restore_forgotten(&mut self, collection: &CollectionName, key: &RecordKey) -> bool {
+        let Some(target) = self.collections.get_mut(collection) else { return false };
+        if !target.forget(key) {
+            return false;
+        }
+        self.live.notify(target, std::slice::from_ref(key));
+        true
+    }
+
     /// Restores a collection's sync cursor persisted by the host, so the next
     /// subscription resumes where the persisted records end.
     pub fn restore_cursor(&mut self, collection: &CollectionName, cursor: Cursor) {

@@ -33,7 +33,10 @@ self.addEventListener('fetch', (event) => {
       const cache = await caches.open(CACHE);
       try {
         const response = await fetch(event.request);
-        if (response.ok) await cache.put(event.request, response.clone());
+        if (response.ok && response.status === 200) {
+          // A full cache (quota) must not turn a good response into a failure.
+          await cache.put(event.request, response.clone()).catch(() => undefined);
+        }
         return response;
       } catch (error) {
         const cached = await cache.match(event.request, { ignoreSearch: true });
