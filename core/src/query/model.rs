@@ -229,10 +229,33 @@ impl Query {
     /// Runs the query over a replica's collection. The filter reads each record's state
     /// in place; documents are built only for the records that match.
     pub fn run_on(&self, collection: &Collection) -> QueryResult {
-        let matching = collection
-            .iter()
-            .filter(|(_, state)| state.is_visible() && self.filter.matches_in(*state))
-            .filter_map(|(key, state)| Some((key, state.document()?)));
-        self.run(matching)
+        let matching = collection.iter().filter(|(_, state)| state.is_visible() && self.filter.matches_in(*state));
+        if self.limit.is_none() || self.order_by.is_empty() {
+            return self.run(matching.filter_map(|(key, state)| Some((key, state.document()?))));
+        }
+        // A sorted page: rank every match on its sort fields alone, then build whole
+        // documents only for the rows of the page (most of the cost of a top-N query
+        // over a big collection was building documents that were then dropped).
+        let sort_fields: Vec<&str> =
+            self.order_by.iter().filter_map(|key| key.path.segments().first().map(String::as_str)).collect();
+        let ranked = matching.map(|(key, state)| {
+            let mut fields = Document::new();
+            for name in &sort_fields {
+                if let Some(value) = state.field(name) {
+                    fields.insert((*name).to_owned(), value);
+                }
+            }
+            (key, fields)
+        });
+        let ranking = Query { select: None, ..self.clone() };
+        let QueryResult { rows, next } = ranking.run(ranked);
+        let rows = rows
+            .into_iter()
+            .filter_map(|row| {
+                let document = collection.state(row.key.as_str())?.document()?;
+                Some(Row { key: row.key, document: project(self.select.as_deref(), document) })
+            })
+            .collect();
+        QueryResult { rows, next }
     }
 }
