@@ -56,10 +56,13 @@ rm -rf "$smoke_dir"
 step "WASM modules (weft-wasm, weft-wasm-sql) built, optimised and measured"
 scripts/build-wasm.sh
 
-step "@weft/client: npm test (Node tests against a real weft serve; Chromium tests)"
+step "@weft/client package and the example app built"
+scripts/build-web.sh
+
+step "@weft/client: npm test (Node tests against real weft serve processes; headless Chromium on the example app)"
 scripts/install-browser.sh
 export WEFT_BIN="$weft"
-(cd client-js && npm ci --no-fund --no-audit --loglevel=error && npm test)
+(cd client-js && npm test)
 
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "fuzz the frame decoders for ${fuzz_seconds}s each"

@@ -38,6 +38,9 @@ function mergeBatches(first: PersistBatch, later: PersistBatch): PersistBatch {
   };
 }
 
+/** Wait before retrying a failed IndexedDB write. */
+const PERSIST_RETRY_MS = 1000;
+
 /** Per-record storage entries that trigger a compaction into the snapshot. */
 const COMPACT_AFTER_ENTRIES = 1000;
 
@@ -357,13 +360,31 @@ export class Weft implements TransportHost {
       this.flushScheduled = false;
       const batch = this.takeBatch();
       if (!batch) return;
-      this.storedEntries += batch.records.length;
+      // A big batch (a catch-up): one snapshot is far cheaper than thousands of
+      // read-merge-writes. The outbox part follows in a later transaction, as always
+      // after the records it covers are stored; if the snapshot fails, the records are
+      // written one by one instead.
+      const big = batch.records.length >= COMPACT_AFTER_ENTRIES;
+      if (big) this.storedEntries = 0;
+      else this.storedEntries += batch.records.length;
+      let write: PersistBatch = big ? { ...batch, records: [] } : batch;
       this.flushing = this.flushing
-        .then(() => this.store.write(batch))
+        .then(async () => {
+          if (big) {
+            try {
+              await this.compactNow();
+            } catch (error) {
+              write = batch;
+              this.emitError(new WeftError(`local storage compaction failed: ${String(error)}`));
+            }
+          }
+          await this.store.write(write);
+        })
         .catch((error) => {
           // Nothing of a failed batch is lost: it goes in front of the next one.
-          this.failed = this.failed ? mergeBatches(this.failed, batch) : batch;
+          this.failed = this.failed ? mergeBatches(this.failed, write) : write;
           this.emitError(new WeftError(`local persistence failed (will retry): ${String(error)}`));
+          if (!this.closed) setTimeout(() => this.schedulePersist(), PERSIST_RETRY_MS);
         });
       this.maybeCompact();
     });
@@ -375,16 +396,18 @@ export class Weft implements TransportHost {
     if (this.storedEntries < COMPACT_AFTER_ENTRIES) return;
     this.storedEntries = 0;
     this.flushing = this.flushing
-      .then(() =>
-        this.store.compact(
-          (packed) => {
-            this.replica.load_records(packed);
-            this.scheduleLive();
-          },
-          () => this.replica.export_records(),
-        ),
-      )
+      .then(() => this.compactNow())
       .catch((error) => this.emitError(new WeftError(`local storage compaction failed: ${String(error)}`)));
+  }
+
+  private compactNow(): Promise<void> {
+    return this.store.compact(
+      (packed) => {
+        this.replica.load_records(packed);
+        this.scheduleLive();
+      },
+      () => this.replica.export_records(),
+    );
   }
 
   private takeBatch(): PersistBatch | undefined {

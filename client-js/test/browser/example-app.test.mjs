@@ -138,3 +138,28 @@ test('two tabs of one context share changes while the server is down', async (t)
   await second.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 15_000 });
   await eventually(async () => JSON.stringify(await records(again.url)).includes('"done":true'), 5000, 'server copy');
 });
+
+test('a large synced collection is stored as a snapshot and reloads offline intact', async (t) => {
+  const server = await startServer({ staticDir });
+  t.after(() => server.stop());
+  const { Weft } = await import('../../dist/index.js');
+  const seeder = await Weft.open({ url: server.url, name: 'seeder' });
+  const todos = seeder.collection('todos');
+  for (let n = 0; n < 1500; n++) todos.put(`seed-${String(n).padStart(4, '0')}`, { title: `Seeded ${n}`, done: n % 2 === 0, created: n });
+  await seeder.whenSynced();
+  await seeder.close();
+
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await openApp(context, server.url, { waitForOffline: true });
+  await page.locator('[data-testid=count-all]', { hasText: '1500' }).waitFor({ timeout: 15_000 });
+  await addTodo(page, 'One more, stored per record');
+  await page.evaluate(() => window.weft.persisted());
+  await context.setOffline(true);
+  await page.reload();
+  await page.waitForFunction(() => window.weft !== undefined);
+  await page.locator('[data-testid=count-all]', { hasText: '1501' }).waitFor();
+  assert.equal(await page.locator('[data-testid=count-done]').textContent(), '750');
+  const timings = await page.evaluate(() => window.weft.openTimings);
+  t.diagnostic(`reopened 1,501 records: ${JSON.stringify(timings)}`);
+});
