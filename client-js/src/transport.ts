@@ -217,14 +217,18 @@ export class Sync {
       this.host.replica.disconnected();
       let message = `HTTP ${response.status}`;
       let code = 0;
+      let codeName = '';
       try {
         const json = await response.json();
         message = json?.error?.message ?? message;
         code = json?.error?.code ?? 0;
+        codeName = json?.error?.name ?? '';
       } catch {
         // Not JSON: keep the status line.
       }
-      this.host.events(JSON.stringify([{ type: 'error', code, codeName: '', message, fatal: false }]));
+      // A refused request ends the session as a fatal WebSocket error would; whether
+      // it sticks as the `error` status depends on the code (tokens do, overload not).
+      this.host.events(JSON.stringify([{ type: 'error', code, codeName, message, fatal: true }]));
       this.up = false;
       this.host.linkDown(message);
       return undefined;

@@ -146,7 +146,7 @@ struct ServeArgs {
     /// Allow --dev on a non-loopback address.
     #[arg(long, requires = "dev")]
     dev_allow_remote: bool,
-    /// Serve the files of this directory at `/` (e.g. examples/todo).
+    /// Serve the files of this directory at `/` (e.g. examples/todo/dist).
     #[arg(long, env = "WEFT_STATIC_DIR")]
     static_dir: Option<PathBuf>,
     /// Shared secret for HS256 tokens.
