@@ -118,8 +118,10 @@ async fn the_example_app_is_served_from_static_dir_and_api_routes_win() {
     let page = reqwest::get(format!("{}/", server.url())).await.unwrap();
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     assert!(page.text().await.unwrap().contains("<title>Weft · Todos</title>"));
-    let script = reqwest::get(format!("{}/app.js", server.url())).await.unwrap();
-    assert!(script.text().await.unwrap().contains("/v1/sync"));
+    // The app's sources (the built bundle in dist/ exists only after scripts/build-web.sh).
+    let script = reqwest::get(format!("{}/public/sw.js", server.url())).await.unwrap();
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(script.text().await.unwrap().contains("caches.open"));
     assert_eq!(reqwest::get(format!("{}/health/live", server.url())).await.unwrap().text().await.unwrap(), "ok\n");
     assert_eq!(reqwest::get(format!("{}/missing.css", server.url())).await.unwrap().status(), 404);
     server.stop().await;
