@@ -44,6 +44,8 @@ export interface Store {
   /** Folds per-record entries into the snapshot: `absorb` merges them into the replica
    * (synchronously), `exportAll` returns the replica's whole packed state. */
   compact(absorb: (packed: Uint8Array) => void, exportAll: () => Uint8Array): Promise<void>;
+  /** Forgets the stored sync cursors (stored records were damaged: sync from scratch). */
+  dropCursors(): Promise<void>;
   close(): void;
 }
 
@@ -54,7 +56,18 @@ export class NoStore implements Store {
   }
   async write(): Promise<void> {}
   async compact(): Promise<void> {}
+  async dropCursors(): Promise<void> {}
   close(): void {}
+}
+
+/** Merges a stored value with this tab's; a damaged stored value is replaced (throwing
+ * here would abort the transaction, and every later one touching the same key). */
+function mergeOrMine(merge: (a: Uint8Array, b: Uint8Array) => Uint8Array, stored: Uint8Array, mine: Uint8Array) {
+  try {
+    return merge(stored, mine);
+  } catch {
+    return mine;
+  }
 }
 
 function completion(tx: IDBTransaction): Promise<void> {
@@ -101,6 +114,12 @@ export class IndexedDbStore implements Store {
     return { snapshot, records, outbox, cursors };
   }
 
+  dropCursors(): Promise<void> {
+    const tx = this.db.transaction(['meta'], 'readwrite');
+    tx.objectStore('meta').delete('cursors');
+    return completion(tx);
+  }
+
   compact(absorb: (packed: Uint8Array) => void, exportAll: () => Uint8Array): Promise<void> {
     const tx = this.db.transaction(['records', 'meta'], 'readwrite');
     const done = completion(tx);
@@ -133,7 +152,7 @@ export class IndexedDbStore implements Store {
       const existing = records.get(id);
       existing.onsuccess = () => {
         const stored = existing.result as Uint8Array | undefined;
-        records.put(stored ? this.merge.record(stored, bytes) : bytes, id);
+        records.put(stored ? mergeOrMine(this.merge.record, stored, bytes) : bytes, id);
       };
     }
     if (batch.cursors) {
@@ -142,7 +161,7 @@ export class IndexedDbStore implements Store {
       const existing = meta.get('cursors');
       existing.onsuccess = () => {
         const stored = existing.result as Uint8Array | undefined;
-        meta.put(stored ? this.merge.cursors(stored, mine) : mine, 'cursors');
+        meta.put(stored ? mergeOrMine(this.merge.cursors, stored, mine) : mine, 'cursors');
       };
     }
     return done;

@@ -3,7 +3,7 @@
 
 import { Collection, toQueryJson } from './collection.js';
 import { WeftError } from './errors.js';
-import { IndexedDbStore, NoStore, pack, type PersistBatch, type Store } from './persistence.js';
+import { IndexedDbStore, NoStore, pack, type Loaded, type PersistBatch, type Store } from './persistence.js';
 import { Sync, serverUrls, type TransportHost } from './transport.js';
 import type { Doc, OpenOptions, QueryInput, Row, SyncStatus } from './types.js';
 import { WeftReplica, loadReplicaModule } from './wasm.js';
@@ -24,6 +24,67 @@ interface ServerEvent {
   codeName?: string;
   message?: string;
   fatal?: boolean;
+}
+
+/** Loads a list in one call; if that fails, item by item, skipping (and naming) the
+ * damaged ones. Returns the problems found. */
+function loadEach(items: Uint8Array[], load: (packed: Uint8Array) => unknown, what: string): string[] {
+  try {
+    load(pack(items));
+    return [];
+  } catch {
+    const problems: string[] = [];
+    items.forEach((item, index) => {
+      try {
+        load(pack([item]));
+      } catch (error) {
+        problems.push(`${what} ${index} of ${items.length} is damaged and was skipped: ${String(error)}`);
+      }
+    });
+    return problems;
+  }
+}
+
+/** Splits a packed list (`[u32 LE length][bytes]...`) back into items. */
+function unpackList(packed: Uint8Array): Uint8Array[] {
+  const items: Uint8Array[] = [];
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+  for (let at = 0; at + 4 <= packed.byteLength; ) {
+    const length = view.getUint32(at, true);
+    items.push(packed.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return items;
+}
+
+/** Loads what storage holds. Damaged data never stops the database from opening: a
+ * damaged record or snapshot is skipped and its sync cursors dropped, so the server
+ * sends every record again (merging is idempotent); a damaged unsent write is reported
+ * as lost. Returns the problems found, and whether records were lost (sync again). */
+function loadStored(replica: WeftReplica, loaded: Loaded): { problems: string[]; resync: boolean } {
+  const problems: string[] = [];
+  if (loaded.snapshot) {
+    try {
+      replica.load_records(loaded.snapshot);
+    } catch (error) {
+      problems.push(`the stored snapshot is damaged and was skipped: ${String(error)}`);
+    }
+  }
+  problems.push(...loadEach(loaded.records, (p) => replica.load_records(p), 'stored record'));
+  const recordsIntact = problems.length === 0;
+  problems.push(...loadEach(loaded.outbox, (p) => replica.load_outbox(p), 'unsent write'));
+  if (loaded.cursors && recordsIntact) {
+    try {
+      replica.import_cursors(loaded.cursors);
+    } catch (error) {
+      problems.push(`stored sync cursors are damaged; everything is fetched again: ${String(error)}`);
+    }
+  } else if (loaded.cursors) {
+    problems.push('stored sync cursors dropped because stored records were damaged: everything is fetched again');
+  } else if (!recordsIntact) {
+    problems.push('sync cursors dropped: everything is fetched again');
+  }
+  return { problems, resync: !recordsIntact };
 }
 
 /** Two batches as one, the later one's entries winning. */
@@ -53,6 +114,8 @@ function randomNodeId(): string {
 
 /** A local-first database: reads and writes are local; sync runs in the background. */
 export class Weft implements TransportHost {
+  /** Damaged stored data found while opening (skipped, never fatal; also logged). */
+  openProblems: string[] = [];
   /** Where opening spent its time: WASM module, reading storage, loading the replica. */
   openTimings = { moduleMs: 0, readMs: 0, loadMs: 0, records: 0 };
   /** The WASM replica (exposed for tools and tests). */
@@ -118,15 +181,17 @@ export class Weft implements TransportHost {
       : new NoStore();
     const loaded = await store.load();
     const t2 = performance.now();
-    if (loaded.snapshot) replica.load_records(loaded.snapshot);
-    replica.load_records(pack(loaded.records));
-    replica.load_outbox(pack(loaded.outbox));
-    if (loaded.cursors) replica.import_cursors(loaded.cursors);
+    const { problems, resync } = loadStored(replica, loaded);
+    for (const problem of problems) console.warn(`weft: ${problem}`);
+    // The stored cursors would let the next session skip what was lost: forget them.
+    if (resync) await store.dropCursors();
     // Loading is not a change to persist again.
     replica.take_dirty().free();
     const db = new Weft(replica, store, options);
+    db.openProblems = problems;
     db.openTimings = { moduleMs: t1 - t0, readMs: t2 - t1, loadMs: performance.now() - t2, records: loaded.records.length };
-    db.storedEntries = loaded.records.length;
+    // A damaged snapshot is rewritten soon (from what loaded, plus the re-sync).
+    db.storedEntries = resync ? COMPACT_AFTER_ENTRIES : loaded.records.length;
     db.current.pendingWrites = replica.pending_writes();
     db.sync?.start();
     db.maybeCompact();
@@ -403,7 +468,10 @@ export class Weft implements TransportHost {
   private compactNow(): Promise<void> {
     return this.store.compact(
       (packed) => {
-        this.replica.load_records(packed);
+        // Damaged entries are dropped by the compaction (the snapshot replaces them).
+        for (const problem of loadEach(unpackList(packed), (p) => this.replica.load_records(p), 'stored record')) {
+          this.emitError(new WeftError(problem));
+        }
         this.scheduleLive();
       },
       () => this.replica.export_records(),

@@ -163,3 +163,39 @@ test('a large synced collection is stored as a snapshot and reloads offline inta
   const timings = await page.evaluate(() => window.weft.openTimings);
   t.diagnostic(`reopened 1,501 records: ${JSON.stringify(timings)}`);
 });
+
+test('damaged IndexedDB data is skipped with a named problem and re-synced from the server', async (t) => {
+  const server = await startServer({ staticDir });
+  t.after(() => server.stop());
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await openApp(context, server.url);
+  await addTodo(page, 'Survives damaged storage');
+  await page.locator('[data-testid=status][data-state=connected]').waitFor();
+  await page.evaluate(() => window.weft.persisted());
+  // Damage every stored record, the snapshot and the cursors, as a disk error or a
+  // foreign script might.
+  await page.evaluate(async () => {
+    await window.weft.close();
+    const db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open('weft:todo-example');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    const tx = db.transaction(['records', 'meta'], 'readwrite');
+    const records = tx.objectStore('records');
+    const keys = await new Promise((resolve) => (records.getAllKeys().onsuccess = (e) => resolve(e.target.result)));
+    for (const key of keys) records.put(new Uint8Array([0x93, 0xc1, 0xff]), key);
+    tx.objectStore('meta').put(new Uint8Array([1, 2, 3]), 'snapshot');
+    await new Promise((resolve) => (tx.oncomplete = resolve));
+    db.close();
+  });
+  await page.reload();
+  await page.waitForFunction(() => window.weft !== undefined);
+  const problems = await page.evaluate(() => window.weft.openProblems);
+  assert.ok(problems.some((p) => /snapshot is damaged/.test(p)), JSON.stringify(problems));
+  assert.ok(problems.some((p) => /stored record 0 of \d+ is damaged/.test(p)), JSON.stringify(problems));
+  // Opened anyway, and the server sends the record again.
+  await page.locator('[data-testid=title]', { hasText: 'Survives damaged storage' }).waitFor({ timeout: 5000 });
+  await page.locator('[data-testid=status][data-state=connected]').waitFor();
+});
