@@ -41,11 +41,7 @@ impl Change {
 
     /// Appends the wire form.
     pub fn encode(&self, writer: &mut Writer) {
-        writer.array_len(4);
-        writer.str(self.collection.as_str());
-        writer.str(self.key.as_str());
-        encode_hlc(self.hlc, writer);
-        encode_state(&self.state, self.hlc, writer);
+        encode_change_parts(&self.collection, &self.key, self.hlc, &self.state, writer);
     }
 
     /// Reads the wire form, validating names, key length, field names and that no
@@ -63,6 +59,22 @@ impl Change {
         reader.skip_extra(len - 4)?;
         Ok(Change { collection, key, hlc, state })
     }
+}
+
+/// Appends the wire form of a change from borrowed parts: how a whole stored record is
+/// written without cloning its state into a [`Change`] first.
+pub fn encode_change_parts(
+    collection: &CollectionName,
+    key: &RecordKey,
+    hlc: Hlc,
+    state: &RecordState,
+    writer: &mut Writer,
+) {
+    writer.array_len(4);
+    writer.str(collection.as_str());
+    writer.str(key.as_str());
+    encode_hlc(hlc, writer);
+    encode_state(state, hlc, writer);
 }
 
 /// Appends a timestamp as `[wall_ms, counter, node]`.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use weft_core::codec::{DecodeError, DecodeLimits};
+use weft_core::codec::{DecodeError, DecodeLimits, Writer};
 use weft_core::hlc::{ClockDriftError, ClockSource, NodeId};
 use weft_core::key::{CollectionName, KeyError, RecordKey};
 use weft_core::protocol::{BatchId, ClientMessage, ServerMessage, Shape, decode_envelope, encode_envelope};
@@ -14,7 +14,7 @@ use weft_core::replica::{Handled, ProtocolError, Replica, WriteError};
 use weft_core::value::{Document, Value, document_to_json};
 
 use crate::events::{event_json, write_id};
-use crate::persist::{decode_change, decode_cursors, encode_change, encode_cursors, pack, unpack};
+use crate::persist::{decode_change, decode_cursors, encode_change, encode_cursors, unpack};
 
 /// First byte of a stored "forgotten" marker; a stored record (a MessagePack array)
 /// never starts with it.
@@ -369,11 +369,10 @@ impl<C: ClockSource> Session<C> {
             .take_changed_keys()
             .into_iter()
             .map(|(c, key)| {
-                let bytes = self
-                    .replica
-                    .collection(&c)
-                    .and_then(|target| target.record_change(&key))
-                    .map(|change| encode_change(&change));
+                let bytes = self.replica.collection(&c).and_then(|target| {
+                    let mut writer = Writer::new();
+                    target.encode_record(&key, &mut writer).then(|| writer.into_bytes())
+                });
                 let id = format!("{c}/{key}");
                 // A record that left the view is stored as a marker, so a compacted
                 // snapshot that still holds it is corrected at load.
@@ -405,15 +404,19 @@ impl<C: ClockSource> Session<C> {
     /// Every record this replica holds, packed as [`Session::load_records`] reads them:
     /// the compacted snapshot a host stores instead of one entry per record.
     pub fn export_records(&self) -> Vec<u8> {
-        let mut encoded = Vec::new();
+        // Packed in place: each record is encoded straight after its length prefix.
+        let mut packed = Vec::new();
+        let mut writer = Writer::new();
         for target in self.replica.collections() {
             for (key, _) in target.iter() {
-                if let Some(change) = target.record_change(key) {
-                    encoded.push(encode_change(&change));
+                writer.clear();
+                if target.encode_record(key, &mut writer) {
+                    packed.extend_from_slice(&(writer.len() as u32).to_le_bytes());
+                    packed.extend_from_slice(writer.as_bytes());
                 }
             }
         }
-        pack(encoded.iter().map(Vec::as_slice))
+        packed
     }
 
     /// Restores stored unacknowledged local changes, oldest first.

@@ -33,6 +33,11 @@ impl Writer {
         self.buf.is_empty()
     }
 
+    /// Empties the writer, keeping its buffer (to encode many small values in a row).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
     /// Consumes the writer, returning its bytes.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf

@@ -186,6 +186,16 @@ impl Collection {
         }
     }
 
+    /// Appends the record's whole state in the wire form of a change — what
+    /// [`Collection::record_change`] then `Change::encode` give, without cloning the
+    /// state. Returns false (writing nothing) when the record is absent or empty.
+    pub fn encode_record(&self, key: &RecordKey, writer: &mut crate::codec::Writer) -> bool {
+        let Some(record) = self.records.get(key.as_str()) else { return false };
+        let Some(hlc) = record.state.max_hlc() else { return false };
+        crate::change::encode_change_parts(&self.name, key, hlc, &record.state, writer);
+        true
+    }
+
     /// The record's whole state as a change (used to send it to a peer).
     pub fn record_change(&self, key: &RecordKey) -> Option<Change> {
         let record = self.records.get(key.as_str())?;
