@@ -28,7 +28,7 @@ export function useQuery<T extends Doc = Doc>(collection: string, query: QueryIn
   // The first render already shows local data (object queries run synchronously), so
   // a mounted list does not flash its empty state.
   const [rows, setRows] = useState<Row<T>[]>(() => db.collection<T>(collection).peek(query));
-  // eslint-disable-next-line react-hooks/exhaustive-deps
+  // Keyed on the query's text, not its identity: `key` stands for `query`.
   const stableQuery = useMemo(() => query, [key]);
   useEffect(() => db.collection<T>(collection).subscribe(stableQuery, setRows), [db, collection, stableQuery]);
   return rows;

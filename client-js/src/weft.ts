@@ -345,6 +345,8 @@ export class Weft implements TransportHost {
       switch (event.type) {
         case 'ack':
           for (const id of event.writes ?? []) this.settle(id);
+          // Other tabs stored these writes in their outbox store too: let them drop them.
+          if (event.writes?.length) this.channel?.postMessage({ type: 'acked', ids: event.writes });
           break;
         case 'rejected': {
           const error = new WeftError(event.message ?? 'write refused', event.code, event.codeName);
@@ -384,7 +386,14 @@ export class Weft implements TransportHost {
   }
 
   private fromTab(data: unknown): void {
-    const message = data as { type?: string; id?: string; bytes?: Uint8Array };
+    const message = data as { type?: string; id?: string; bytes?: Uint8Array; ids?: unknown };
+    if (message?.type === 'acked' && Array.isArray(message.ids)) {
+      // Deleted from the outbox store with this tab's next flush (and never put, if the
+      // put is still pending).
+      this.acked.push(...message.ids.filter((id): id is string => typeof id === 'string'));
+      this.schedulePersist();
+      return;
+    }
     if (message?.type !== 'change' || !(message.bytes instanceof Uint8Array) || typeof message.id !== 'string') return;
     // Stored in this tab's outbox store too (same key: no duplicate), so the change
     // still reaches the server if its own tab closes before storing or sending it. Its

@@ -137,6 +137,16 @@ test('two tabs of one context share changes while the server is down', async (t)
   await first.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 15_000 });
   await second.locator('[data-testid=status][data-state=connected]').waitFor({ timeout: 15_000 });
   await eventually(async () => JSON.stringify(await records(again.url)).includes('"done":true'), 5000, 'server copy');
+  // Every write acknowledged: no tab leaves an outbox entry behind in the shared store.
+  const outboxEntries = () =>
+    first.evaluate(async () => {
+      await window.weft.persisted();
+      const db = await new Promise((resolve) => (indexedDB.open('weft:todo-example').onsuccess = (e) => resolve(e.target.result)));
+      const count = await new Promise((resolve) => (db.transaction('outbox').objectStore('outbox').count().onsuccess = (e) => resolve(e.target.result)));
+      db.close();
+      return count;
+    });
+  await eventually(async () => (await outboxEntries()) === 0, 5000, 'an empty outbox store');
 });
 
 test('a large synced collection is stored as a snapshot and reloads offline intact', async (t) => {
