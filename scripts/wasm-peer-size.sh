@@ -5,25 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-wasm-toolchain.sh
-target_dir="${WEFT_WASM_TARGET_DIR:-$HOME/.cache/weft/wasm-target}"
-tools="${WEFT_TOOLS_DIR:-$HOME/.cache/weft/tools}"
+source scripts/lib/wasm-build.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-(
-  cd wasm/peer-size
-  RUSTFLAGS="-Ctarget-feature=-reference-types -Zlocation-detail=none" \
-  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-16/bin/wasm-ld \
-  CARGO_TARGET_DIR="$target_dir" \
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=${WEFT_WASM_OPT_LEVEL:-2} CARGO_PROFILE_RELEASE_LTO=true \
-  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort \
-  CARGO_PROFILE_RELEASE_DEBUG=false \
-    /usr/bin/cargo build --quiet --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
-)
-"$tools/bin/wasm-bindgen" --target web --out-dir "$out" --out-name automerge \
-  "$target_dir/wasm32-unknown-unknown/release/peer_size_automerge.wasm"
-wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals -o "$out/automerge.opt.wasm" "$out/automerge_bg.wasm"
+(cd wasm/peer-size && wasm_cargo_build)
+"$wasm_tools/bin/wasm-bindgen" --target web --out-dir "$out" --out-name automerge \
+  "$wasm_target_dir/wasm32-unknown-unknown/release/peer_size_automerge.wasm"
+wasm_optimise "$out/automerge_bg.wasm" "$out/automerge.opt.wasm"
 raw=$(stat -c %s "$out/automerge_bg.wasm")
 opt=$(stat -c %s "$out/automerge.opt.wasm")
 gz=$(gzip -9 -c "$out/automerge.opt.wasm" | wc -c)
