@@ -186,3 +186,15 @@ export function pack(items: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** Splits a packed list back into its items (the inverse of {@link pack}). */
+export function unpack(packed: Uint8Array): Uint8Array[] {
+  const items: Uint8Array[] = [];
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+  for (let at = 0; at + 4 <= packed.byteLength; ) {
+    const length = view.getUint32(at, true);
+    items.push(packed.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return items;
+}

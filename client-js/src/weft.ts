@@ -3,7 +3,7 @@
 
 import { Collection, toQueryJson } from './collection.js';
 import { WeftError } from './errors.js';
-import { IndexedDbStore, NoStore, pack, type Loaded, type PersistBatch, type Store } from './persistence.js';
+import { IndexedDbStore, NoStore, pack, unpack, type Loaded, type PersistBatch, type Store } from './persistence.js';
 import { Sync, serverUrls, type TransportHost } from './transport.js';
 import type { Doc, OpenOptions, QueryInput, Row, SyncStatus } from './types.js';
 import { WeftReplica, loadReplicaModule } from './wasm.js';
@@ -43,18 +43,6 @@ function loadEach(items: Uint8Array[], load: (packed: Uint8Array) => unknown, wh
     });
     return problems;
   }
-}
-
-/** Splits a packed list (`[u32 LE length][bytes]...`) back into items. */
-function unpackList(packed: Uint8Array): Uint8Array[] {
-  const items: Uint8Array[] = [];
-  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
-  for (let at = 0; at + 4 <= packed.byteLength; ) {
-    const length = view.getUint32(at, true);
-    items.push(packed.subarray(at + 4, at + 4 + length));
-    at += 4 + length;
-  }
-  return items;
 }
 
 /** Loads what storage holds. Damaged data never stops the database from opening: a
@@ -478,7 +466,7 @@ export class Weft implements TransportHost {
     return this.store.compact(
       (packed) => {
         // Damaged entries are dropped by the compaction (the snapshot replaces them).
-        for (const problem of loadEach(unpackList(packed), (p) => this.replica.load_records(p), 'stored record')) {
+        for (const problem of loadEach(unpack(packed), (p) => this.replica.load_records(p), 'stored record')) {
           this.emitError(new WeftError(problem));
         }
         this.scheduleLive();

@@ -289,12 +289,14 @@ impl<C: ClockSource> Session<C> {
         Some(push.encode())
     }
 
-    fn events(&mut self, handled: Handled) -> String {
+    /// Queues what the replica wants sent and turns its events into JSON (acks with
+    /// the write ids of their batch).
+    fn events(&mut self, handled: Handled) -> Vec<serde_json::Value> {
         let Handled { send, events } = handled;
         for message in send {
             self.queue(message);
         }
-        let events: Vec<serde_json::Value> = events
+        events
             .into_iter()
             .map(|event| {
                 let acked = match &event {
@@ -303,9 +305,7 @@ impl<C: ClockSource> Session<C> {
                 };
                 event_json(event, acked)
             })
-            .collect();
-        self.settle();
-        serde_json::Value::Array(events).to_string()
+            .collect()
     }
 
     /// Handles one server frame.
@@ -314,7 +314,7 @@ impl<C: ClockSource> Session<C> {
         let handled = self.replica.handle(message);
         // Whatever was applied before a failure still moves live queries.
         self.settle();
-        Ok(self.events(handled?))
+        Ok(serde_json::Value::Array(self.events(handled?)).to_string())
     }
 
     /// The WebSocket dropped.
@@ -350,14 +350,12 @@ impl<C: ClockSource> Session<C> {
         self.outgoing.clear();
         if let Err(error) = result {
             // Report the refusal after the acks that came before it.
-            let mut list: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap_or_default();
-            list.push(serde_json::json!({
+            events.push(serde_json::json!({
                 "type": "error", "code": 1, "codeName": "Malformed",
                 "message": format!("response refused: {error}"), "fatal": false,
             }));
-            events = serde_json::Value::Array(list).to_string();
         }
-        Ok(events)
+        Ok(serde_json::Value::Array(events).to_string())
     }
 
     // ----- persistence --------------------------------------------------------------
