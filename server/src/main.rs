@@ -7,6 +7,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weft_server::config::Config;
 
+// mimalloc instead of glibc's allocator: the storage engine allocates and frees record
+// states on writer threads and frees them on the flusher; with glibc that cost ~13 % of
+// CPU under load, with mimalloc the engine sustains ~15 % more durable changes/s
+// (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "weft", version, about = "Weft: a local-first sync database server", long_about = None)]
 struct Cli {

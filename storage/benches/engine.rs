@@ -24,6 +24,10 @@ use weft_core::value::{Document, Value};
 use weft_storage::engine::{Engine, EngineConfig};
 use weft_storage::store::SqliteStore;
 
+// The allocator the `weft` server binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: u64 = 1_700_000_000_000;
 
 /// Change `id`; its key is `id` itself when `key_space` is 0 (all distinct), else a hash

@@ -62,10 +62,15 @@ impl Shared {
                 }
                 return Ok(applied);
             } else {
-                // The next dirty map starts at its usual size: growing a table of 100k+
+                // The next dirty map is the one the last flush emptied, at its capacity;
+                // the first starts at the current size, since growing a table of 100k+
                 // records by doubling moves every record several times.
-                let capacity = inner.dirty.len();
-                let map = Arc::new(std::mem::replace(&mut inner.dirty, HashMap::with_capacity(capacity)));
+                let next = if inner.spare.capacity() == 0 {
+                    HashMap::with_capacity(inner.dirty.len())
+                } else {
+                    std::mem::take(&mut inner.spare)
+                };
+                let map = Arc::new(std::mem::replace(&mut inner.dirty, next));
                 inner.flushing = Some(Arc::clone(&map));
                 (map, inner.applied, inner.last_receipt)
             }
@@ -78,22 +83,50 @@ impl Shared {
         });
         let mut inner = self.lock();
         inner.flushing = None;
-        let map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
-        match result {
-            Ok(()) => {
-                for (id, record) in map {
-                    // A newer version may already be dirty again; it wins.
-                    if !inner.dirty.contains_key(&id) {
-                        inner.cache.put(id, record);
-                    }
-                }
-                Ok(checkpoint)
+        let mut map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
+        if let Err(error) = result {
+            for (id, record) in map.drain() {
+                inner.dirty.entry(id).or_insert(record);
             }
-            Err(error) => {
-                for (id, record) in map {
-                    inner.dirty.entry(id).or_insert(record);
+            return Err(error);
+        }
+        drop(inner);
+        self.cache_flushed(&mut map);
+        let mut inner = self.lock();
+        if inner.spare.capacity() < map.capacity() {
+            inner.spare = map;
+        }
+        Ok(checkpoint)
+    }
+
+    /// Moves flushed records into the cache a slice at a time, so writers wait for the
+    /// engine lock at most one slice (moving 200k records at once held it for ~200 ms),
+    /// and drops what the cache evicts outside the lock.
+    ///
+    /// Safe without the flushing map: the store now holds every record of `map`, and no
+    /// other flush can change it while this one holds the flush lock — so a record is
+    /// either the latest (cached here or read again from the store) or dirty again with a
+    /// newer version, which is then skipped.
+    fn cache_flushed(&self, map: &mut HashMap<RecordId, StoredRecord>) {
+        const SLICE: usize = 4096;
+        let mut records = map.drain();
+        let mut evicted = Vec::with_capacity(SLICE);
+        loop {
+            let mut inner = self.lock();
+            let mut moved = 0;
+            for (id, record) in records.by_ref() {
+                if !inner.dirty.contains_key(&id) {
+                    evicted.extend(inner.cache.push(id, record));
                 }
-                Err(error)
+                moved += 1;
+                if moved == SLICE {
+                    break;
+                }
+            }
+            drop(inner);
+            evicted.clear();
+            if moved < SLICE {
+                return;
             }
         }
     }

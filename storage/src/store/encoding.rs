@@ -20,17 +20,16 @@ fn limits() -> DecodeLimits {
     }
 }
 
-/// Encodes a record state.
-pub fn encode_record(state: &RecordState) -> Vec<u8> {
+/// Encodes a record state into `writer`, after what it already holds: a flush reuses one
+/// writer for all its records instead of allocating (and growing) a buffer per record.
+pub fn encode_record_into(state: &RecordState, writer: &mut Writer) {
     let hlc = state.max_hlc().unwrap_or(Hlc::ZERO);
-    let mut writer = Writer::new();
     writer.array_len(2);
-    encode_hlc(hlc, &mut writer);
-    encode_state(state, hlc, &mut writer);
-    writer.into_bytes()
+    encode_hlc(hlc, writer);
+    encode_state(state, hlc, writer);
 }
 
-/// Decodes a record state written by [`encode_record`].
+/// Decodes a record state written by [`encode_record_into`].
 pub fn decode_record(bytes: &[u8]) -> Result<RecordState, DecodeError> {
     let limits = limits();
     let mut reader = Reader::new(bytes, &limits)?;

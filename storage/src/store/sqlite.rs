@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use weft_core::codec::Writer;
 use weft_core::crdt::VersionHash;
 use weft_core::key::{CollectionName, PartitionId, RecordKey};
 
 use super::encoding::{
-    decode_checkpoint, decode_record, decode_version, encode_checkpoint, encode_record, encode_version,
+    decode_checkpoint, decode_record, decode_version, encode_checkpoint, encode_record_into, encode_version,
 };
 use super::{RecordStore, StoreError, StoredRecord, WriteBatch};
 use crate::wal::WalPosition;
@@ -197,7 +198,10 @@ impl RecordStore for SqliteStore {
                      SET seq = excluded.seq, version = excluded.version, state = excluded.state",
                 )
                 .map_err(error)?;
+            let mut writer = Writer::with_capacity(4096);
             for &(collection, key, record) in &batch.records {
+                writer.clear();
+                encode_record_into(&record.state, &mut writer);
                 upsert
                     .execute(params![
                         collection.as_str(),
@@ -205,7 +209,7 @@ impl RecordStore for SqliteStore {
                         key.hash().partition.get(),
                         record.seq as i64,
                         &encode_version(record.version)[..],
-                        encode_record(&record.state),
+                        writer.as_bytes(),
                     ])
                     .map_err(error)?;
             }
