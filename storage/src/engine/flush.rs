@@ -83,6 +83,9 @@ impl Shared {
         });
         let mut inner = self.lock();
         inner.flushing = None;
+        if result.is_ok() {
+            inner.store_epoch += 1;
+        }
         let mut map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
         if let Err(error) = result {
             for (id, record) in map.drain() {

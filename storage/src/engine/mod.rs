@@ -33,6 +33,7 @@ use weft_core::key::{CollectionName, KeyHash, PARTITION_COUNT, PartitionId, Reco
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
 mod flush;
+mod read_ahead;
 
 use flush::sorted_records;
 
@@ -162,6 +163,9 @@ struct Inner {
     /// map: allocating a fresh table of 100k+ records per flush costs page faults and
     /// zeroing on every flush.
     spare: HashMap<RecordId, StoredRecord>,
+    /// Counts commits to the store: a record read from the store outside the engine lock
+    /// is still the latest only if no commit happened since (see `read_ahead`).
+    store_epoch: u64,
     cache: LruCache<RecordId, StoredRecord>,
     /// Position of the last WAL record merged.
     applied: Option<WalPosition>,
@@ -230,8 +234,15 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
 
 impl Inner {
     /// Takes a record out of the working set; the flag says whether it was dirty (not
-    /// yet in the store), so an unchanged record can go back where it was.
-    fn take_record(&mut self, id: &RecordId, hash: KeyHash) -> Result<Option<(StoredRecord, bool)>, StoreError> {
+    /// yet in the store), so an unchanged record can go back where it was. `ahead` is the
+    /// record as read from the store before the engine lock was taken, still the store's
+    /// latest (see `read_ahead`): used instead of reading the store here.
+    fn take_record(
+        &mut self,
+        id: &RecordId,
+        hash: KeyHash,
+        ahead: Option<StoredRecord>,
+    ) -> Result<Option<(StoredRecord, bool)>, StoreError> {
         if let Some(record) = self.dirty.remove(id) {
             return Ok(Some((record, true)));
         }
@@ -244,6 +255,9 @@ impl Inner {
         // The merkle index holds every key: a key it lacks is new, no store read needed.
         if !self.collections.get(&id.0).is_some_and(|meta| meta.merkle.contains(hash)) {
             return Ok(None);
+        }
+        if let Some(record) = ahead {
+            return Ok(Some((record, false)));
         }
         Ok(lock_store(&self.store).read(&id.0, &id.1)?.map(|record| (record, false)))
     }
@@ -267,10 +281,15 @@ impl Inner {
 
     /// Merges one change; returns what changed if it changed the record (with the
     /// record's states before and after when `observe` is set).
-    fn merge(&mut self, change: Change, observe: bool) -> Result<Option<Merged>, StoreError> {
+    fn merge(
+        &mut self,
+        change: Change,
+        observe: bool,
+        ahead: Option<StoredRecord>,
+    ) -> Result<Option<Merged>, StoreError> {
         let id = (change.collection, change.key);
         let hash = id.1.hash();
-        let current = self.take_record(&id, hash)?;
+        let current = self.take_record(&id, hash, ahead)?;
         let (mut state, version, seq, was_dirty) = match current {
             Some((record, was_dirty)) => (record.state, record.version, record.seq, was_dirty),
             None => (RecordState::default(), VersionHash::default(), 0, false),
@@ -319,6 +338,7 @@ impl Inner {
         let dirty = std::mem::take(&mut self.dirty);
         let batch = WriteBatch { records: sorted_records(&dirty), checkpoint: self.applied };
         lock_store(&self.store).commit(&batch)?;
+        self.store_epoch += 1;
         drop(batch);
         for (id, record) in dirty {
             self.cache.put(id, record);
@@ -351,6 +371,7 @@ impl Engine {
             dirty: HashMap::new(),
             flushing: None,
             spare: HashMap::new(),
+            store_epoch: 0,
             cache: LruCache::new(cache_capacity),
             applied: None,
             last_receipt: None,
@@ -387,7 +408,7 @@ impl Engine {
                 }
             };
             for change in changes {
-                if let Err(error) = inner.merge(change, false) {
+                if let Err(error) = inner.merge(change, false, None) {
                     failure = Some(error.into());
                     return;
                 }
@@ -458,14 +479,21 @@ impl Engine {
         }
         self.check_failed()?;
         let payload = encode_batch(&changes);
+        let (epoch, mut ahead) = self.shared.read_ahead(&changes)?;
         let mut inner = self.shared.lock();
+        if inner.store_epoch != epoch {
+            // The store changed since the reads: they may be older than what it holds.
+            ahead.clear();
+        }
         let receipt = self.shared.wal.append(&payload)?;
         let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
         let feed = feed_guard.as_ref();
         let mut observed = Vec::new();
         let mut last_filtered: Option<(CollectionName, bool)> = None;
         let mut applied = Vec::new();
+        let mut ahead = ahead.into_iter();
         for (index, change) in changes.into_iter().enumerate() {
+            let ahead = ahead.next().flatten();
             let observe = match (feed, &last_filtered) {
                 (None, _) => false,
                 (Some(_), Some((collection, wanted))) if *collection == change.collection => *wanted,
@@ -475,7 +503,7 @@ impl Engine {
                     wanted
                 }
             };
-            match inner.merge(change, observe) {
+            match inner.merge(change, observe, ahead) {
                 Ok(Some(merged)) => {
                     applied.push(AppliedChange { index, partition: merged.partition, seq: merged.seq });
                     observed.extend(merged.observed);
