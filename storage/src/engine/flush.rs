@@ -62,11 +62,9 @@ impl Shared {
                 }
                 return Ok(applied);
             } else {
-                // The next dirty map is the one the last flush emptied, at its capacity;
-                // the first starts at the current size, since growing a table of 100k+
-                // records by doubling moves every record several times.
+                // The next dirty map is the one the last flush emptied, at its capacity.
                 let next = if inner.spare.capacity() == 0 {
-                    HashMap::with_capacity(inner.dirty.len())
+                    HashMap::with_capacity(self.config.dirty_capacity())
                 } else {
                     std::mem::take(&mut inner.spare)
                 };

@@ -55,6 +55,22 @@ pub struct EngineConfig {
     pub flush_interval: std::time::Duration,
 }
 
+impl EngineConfig {
+    /// Dirty records past which writers stop running ahead of the flusher and flush
+    /// themselves (backpressure).
+    fn dirty_bound(&self) -> usize {
+        self.flush_records.max(1).saturating_mul(4)
+    }
+
+    /// The capacity dirty maps are created with: room up to the backpressure bound, so a
+    /// writer never rehashes a map of 100k+ records (moving them all into freshly
+    /// faulted memory) under the engine lock. Slots are only touched as records arrive.
+    fn dirty_capacity(&self) -> usize {
+        const MAX: usize = 4 << 20;
+        self.dirty_bound().min(MAX)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig {
@@ -335,14 +351,16 @@ impl Inner {
         if self.dirty.is_empty() {
             return Ok(());
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let batch = WriteBatch { records: sorted_records(&dirty), checkpoint: self.applied };
+        let batch = WriteBatch { records: sorted_records(&self.dirty), checkpoint: self.applied };
         lock_store(&self.store).commit(&batch)?;
         self.store_epoch += 1;
         drop(batch);
-        for (id, record) in dirty {
+        // Drained rather than replaced: the map keeps its capacity.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for (id, record) in dirty.drain() {
             self.cache.put(id, record);
         }
+        self.dirty = dirty;
         Ok(())
     }
 }
@@ -368,7 +386,7 @@ impl Engine {
         let mut inner = Inner {
             store: Arc::clone(&store),
             collections: HashMap::new(),
-            dirty: HashMap::new(),
+            dirty: HashMap::with_capacity(config.dirty_capacity()),
             flushing: None,
             spare: HashMap::new(),
             store_epoch: 0,
@@ -479,11 +497,11 @@ impl Engine {
         }
         self.check_failed()?;
         let payload = encode_batch(&changes);
-        let (epoch, mut ahead) = self.shared.read_ahead(&changes)?;
+        let mut ahead = self.shared.read_ahead(&changes)?;
         let mut inner = self.shared.lock();
-        if inner.store_epoch != epoch {
+        if inner.store_epoch != ahead.epoch {
             // The store changed since the reads: they may be older than what it holds.
-            ahead.clear();
+            ahead.records.clear();
         }
         let receipt = self.shared.wal.append(&payload)?;
         let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
@@ -491,9 +509,9 @@ impl Engine {
         let mut observed = Vec::new();
         let mut last_filtered: Option<(CollectionName, bool)> = None;
         let mut applied = Vec::new();
-        let mut ahead = ahead.into_iter();
+        let mut ahead = ahead.records.into_iter();
         for (index, change) in changes.into_iter().enumerate() {
-            let ahead = ahead.next().flatten();
+            let ahead = ahead.next().flatten().map(|record| *record);
             let observe = match (feed, &last_filtered) {
                 (None, _) => false,
                 (Some(_), Some((collection, wanted))) if *collection == change.collection => *wanted,
@@ -534,7 +552,7 @@ impl Engine {
         if appended.flush {
             self.shared.flush_wanted.notify_one();
             // Backpressure: far past the bound, the writer waits for a flush itself.
-            let far_behind = self.shared.lock().dirty.len() >= self.shared.config.flush_records.saturating_mul(4);
+            let far_behind = self.shared.lock().dirty.len() >= self.shared.config.dirty_bound();
             if far_behind {
                 let guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
                 self.shared.flush_locked(&guard)?;

@@ -28,10 +28,19 @@ impl Inner {
     }
 }
 
+/// Records read from the store for a batch, outside the engine lock.
+pub(super) struct ReadAhead {
+    /// `store_epoch` before the reads.
+    pub(super) epoch: u64,
+    /// Per change, its record if it was read (`None` for the rest, and for every change
+    /// if nothing missed). Boxed: a batch's worth of records inline is a large
+    /// allocation per batch, which the allocator serves from freshly faulted pages.
+    pub(super) records: Vec<Option<Box<StoredRecord>>>,
+}
+
 impl Shared {
-    /// The store epoch and, per change, its record read from the store if merging would
-    /// otherwise read it under the lock (`None` for the rest).
-    pub(super) fn read_ahead(&self, changes: &[Change]) -> Result<(u64, Vec<Option<StoredRecord>>), EngineError> {
+    /// Reads the records of `changes` that merging would otherwise read under the lock.
+    pub(super) fn read_ahead(&self, changes: &[Change]) -> Result<ReadAhead, EngineError> {
         // Ids and hashes are built before taking the lock, which then only looks up.
         let ids: Vec<(RecordId, KeyHash)> =
             changes.iter().map(|change| ((change.collection.clone(), change.key.clone()), change.key.hash())).collect();
@@ -43,12 +52,12 @@ impl Shared {
         drop(ids);
         let mut records = Vec::with_capacity(changes.len());
         if !misses.contains(&true) {
-            return Ok((epoch, records));
+            return Ok(ReadAhead { epoch, records });
         }
         let store = lock_store(&self.store);
         for (change, miss) in changes.iter().zip(misses) {
-            records.push(if miss { store.read(&change.collection, &change.key)? } else { None });
+            records.push(if miss { store.read(&change.collection, &change.key)?.map(Box::new) } else { None });
         }
-        Ok((epoch, records))
+        Ok(ReadAhead { epoch, records })
     }
 }
