@@ -100,9 +100,12 @@ impl Shared {
         Ok(checkpoint)
     }
 
-    /// Moves flushed records into the cache a slice at a time, so writers wait for the
-    /// engine lock at most one slice (moving 200k records at once held it for ~200 ms),
-    /// and drops what the cache evicts outside the lock.
+    /// Moves flushed records into the cache while it has room, a slice at a time so
+    /// writers wait for the engine lock at most one slice; the rest are dropped outside
+    /// the lock. Flushed records never evict cached ones: under a write-heavy load
+    /// pushing 200k flushed records through the LRU (evicting as many) took ~7 % of the
+    /// CPU and mostly cached records no one read again, while the records writers re-read
+    /// stay dirty until the next flush anyway.
     ///
     /// Safe without the flushing map: the store now holds every record of `map`, and no
     /// other flush can change it while this one holds the flush lock — so a record is
@@ -111,22 +114,19 @@ impl Shared {
     fn cache_flushed(&self, map: &mut HashMap<RecordId, StoredRecord>) {
         const SLICE: usize = 4096;
         let mut records = map.drain();
-        let mut evicted = Vec::with_capacity(SLICE);
         loop {
             let mut inner = self.lock();
+            let room = inner.cache.cap().get().saturating_sub(inner.cache.len()).min(SLICE);
             let mut moved = 0;
-            for (id, record) in records.by_ref() {
+            for (id, record) in records.by_ref().take(room) {
                 if !inner.dirty.contains_key(&id) {
-                    evicted.extend(inner.cache.push(id, record));
+                    inner.cache.put(id, record);
                 }
                 moved += 1;
-                if moved == SLICE {
-                    break;
-                }
             }
             drop(inner);
-            evicted.clear();
             if moved < SLICE {
+                // Full, or all moved: what is left is dropped with `records`, unlocked.
                 return;
             }
         }
