@@ -153,6 +153,12 @@ impl MerkleIndex {
         self.leaf(hash).slots.iter().any(|(candidate, _)| *candidate == id)
     }
 
+    /// The version indexed for the key with this hash, if any.
+    pub fn version(&self, hash: KeyHash) -> Option<VersionHash> {
+        let id = hash.id();
+        self.leaf(hash).slots.iter().find(|(candidate, _)| *candidate == id).map(|(_, version)| *version)
+    }
+
     /// Prefetches the leaf that holds `hash`, ahead of a [`MerkleIndex::set`] (the inner
     /// nodes above it are few and usually cached; the leaf's slots are not).
     pub(crate) fn prefetch_leaf(&self, hash: KeyHash) {

@@ -8,9 +8,12 @@ use std::sync::{Arc, MutexGuard};
 
 use weft_core::key::{CollectionName, RecordKey};
 
-use super::{EngineError, RecordId, Shared, lock_store};
+use super::{DirtyMap, EngineError, RecordId, Shared, lock_store};
 use crate::store::{StoredRecord, WriteBatch};
 use crate::wal::WalPosition;
+
+/// Most flushed records moved into the cache's free room per flush.
+const RECACHE_MAX: usize = 4096;
 
 /// The records in store key order: B-tree inserts in order touch each page once, which
 /// makes a flush of 100,000 random keys several times cheaper than in hash order.
@@ -23,8 +26,11 @@ pub(super) fn sorted_records(
 }
 
 impl Shared {
-    pub(super) fn flush_locked(&self, guard: &MutexGuard<'_, ()>) -> Result<Option<WalPosition>, EngineError> {
-        self.flush_some(guard, None)
+    pub(super) fn flush_locked(
+        &self,
+        spare: &mut MutexGuard<'_, DirtyMap>,
+    ) -> Result<Option<WalPosition>, EngineError> {
+        self.flush_some(spare, None)
     }
 
     /// Flushes every dirty record, or only those of `only` — then without moving the
@@ -33,7 +39,7 @@ impl Shared {
     /// which changes nothing.
     pub(super) fn flush_some(
         &self,
-        _one_flush_at_a_time: &MutexGuard<'_, ()>,
+        spare: &mut MutexGuard<'_, DirtyMap>,
         only: Option<&CollectionName>,
     ) -> Result<Option<WalPosition>, EngineError> {
         let (flushing, checkpoint, receipt) = {
@@ -63,10 +69,10 @@ impl Shared {
                 return Ok(applied);
             } else {
                 // The next dirty map is the one the last flush emptied, at its capacity.
-                let next = if inner.spare.capacity() == 0 {
+                let next = if spare.capacity() == 0 {
                     HashMap::with_capacity(self.config.dirty_capacity())
                 } else {
-                    std::mem::take(&mut inner.spare)
+                    std::mem::take(&mut **spare)
                 };
                 let map = Arc::new(std::mem::replace(&mut inner.dirty, next));
                 inner.flushing = Some(Arc::clone(&map));
@@ -81,9 +87,6 @@ impl Shared {
         });
         let mut inner = self.lock();
         inner.flushing = None;
-        if result.is_ok() {
-            inner.store_epoch += 1;
-        }
         let mut map = Arc::try_unwrap(flushing).unwrap_or_else(|shared| (*shared).clone());
         if let Err(error) = result {
             for (id, record) in map.drain() {
@@ -91,45 +94,28 @@ impl Shared {
             }
             return Err(error);
         }
+        // Flushed records go into the cache only where it has room, at most a slice per
+        // flush, in this one lock section: the rest are dropped after it. They never evict
+        // cached records — pushing 200k flushed records through the LRU (evicting as many)
+        // cost ~7 % of the CPU of a write-heavy node and held the lock ~200 ms per flush,
+        // to cache records no one read again (records written again stay dirty until the
+        // next flush anyway); and re-taking the lock slice by slice starved the flusher
+        // behind 64 writers for seconds. A record dirty again has a newer version and is
+        // skipped; any other is the latest, since no other flush can commit while this
+        // one holds the flush lock.
+        let room = inner.cache.cap().get().saturating_sub(inner.cache.len()).min(RECACHE_MAX);
+        let mut records = map.drain();
+        for (id, record) in records.by_ref().take(room) {
+            if !inner.dirty.contains_key(&id) {
+                inner.cache.put(id, record);
+            }
+        }
         drop(inner);
-        self.cache_flushed(&mut map);
-        let mut inner = self.lock();
-        if inner.spare.capacity() < map.capacity() {
-            inner.spare = map;
+        drop(records);
+        if spare.capacity() < map.capacity() {
+            **spare = map;
         }
         Ok(checkpoint)
-    }
-
-    /// Moves flushed records into the cache while it has room, a slice at a time so
-    /// writers wait for the engine lock at most one slice; the rest are dropped outside
-    /// the lock. Flushed records never evict cached ones: under a write-heavy load
-    /// pushing 200k flushed records through the LRU (evicting as many) took ~7 % of the
-    /// CPU and mostly cached records no one read again, while the records writers re-read
-    /// stay dirty until the next flush anyway.
-    ///
-    /// Safe without the flushing map: the store now holds every record of `map`, and no
-    /// other flush can change it while this one holds the flush lock — so a record is
-    /// either the latest (cached here or read again from the store) or dirty again with a
-    /// newer version, which is then skipped.
-    fn cache_flushed(&self, map: &mut HashMap<RecordId, StoredRecord>) {
-        const SLICE: usize = 4096;
-        let mut records = map.drain();
-        loop {
-            let mut inner = self.lock();
-            let room = inner.cache.cap().get().saturating_sub(inner.cache.len()).min(SLICE);
-            let mut moved = 0;
-            for (id, record) in records.by_ref().take(room) {
-                if !inner.dirty.contains_key(&id) {
-                    inner.cache.put(id, record);
-                }
-                moved += 1;
-            }
-            drop(inner);
-            if moved < SLICE {
-                // Full, or all moved: what is left is dropped with `records`, unlocked.
-                return;
-            }
-        }
     }
 
     /// Flushes once the dirty map reaches its bound, or every `flush_interval`, until the
@@ -151,8 +137,8 @@ impl Shared {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
-            let guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if self.flush_locked(&guard).is_err() {
+            let mut guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if self.flush_locked(&mut guard).is_err() {
                 // The records went back to the dirty map; try again after a pause (writers
                 // that hit backpressure flush themselves and see the error).
                 drop(guard);

@@ -168,6 +168,9 @@ fn lock_store(store: &SharedStore) -> &dyn RecordStore {
     &**store
 }
 
+/// Records by id: the dirty map, the flushing map, the spare.
+type DirtyMap = HashMap<RecordId, StoredRecord>;
+
 struct Inner {
     /// Locked after `Inner` when both are needed, never before.
     store: SharedStore,
@@ -175,13 +178,6 @@ struct Inner {
     dirty: HashMap<RecordId, StoredRecord>,
     /// Records being written to the store by a flush (read-only until it finishes).
     flushing: Option<Arc<HashMap<RecordId, StoredRecord>>>,
-    /// The map the last flush emptied, kept with its capacity to become the next dirty
-    /// map: allocating a fresh table of 100k+ records per flush costs page faults and
-    /// zeroing on every flush.
-    spare: HashMap<RecordId, StoredRecord>,
-    /// Counts commits to the store: a record read from the store outside the engine lock
-    /// is still the latest only if no commit happened since (see `read_ahead`).
-    store_epoch: u64,
     cache: LruCache<RecordId, StoredRecord>,
     /// Position of the last WAL record merged.
     applied: Option<WalPosition>,
@@ -199,8 +195,10 @@ struct Shared {
     config: EngineConfig,
     inner: Mutex<Inner>,
     store: SharedStore,
-    /// Held for the whole of a flush: one flush at a time.
-    flush_lock: Mutex<()>,
+    /// Held for the whole of a flush: one flush at a time. It holds the map the last flush
+    /// emptied, kept with its capacity to become the next dirty map: allocating a fresh
+    /// table of 100k+ records per flush costs page faults and zeroing on every flush.
+    flush_lock: Mutex<DirtyMap>,
     /// Signalled (with `inner`) when the dirty map reaches its bound.
     flush_wanted: std::sync::Condvar,
     stopping: std::sync::atomic::AtomicBool,
@@ -251,8 +249,8 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
 impl Inner {
     /// Takes a record out of the working set; the flag says whether it was dirty (not
     /// yet in the store), so an unchanged record can go back where it was. `ahead` is the
-    /// record as read from the store before the engine lock was taken, still the store's
-    /// latest (see `read_ahead`): used instead of reading the store here.
+    /// record as read from the store before the engine lock was taken: used instead of
+    /// reading the store here if it is still the latest version (see `read_ahead`).
     fn take_record(
         &mut self,
         id: &RecordId,
@@ -268,11 +266,12 @@ impl Inner {
         if let Some(record) = self.cache.pop(id) {
             return Ok(Some((record, false)));
         }
-        // The merkle index holds every key: a key it lacks is new, no store read needed.
-        if !self.collections.get(&id.0).is_some_and(|meta| meta.merkle.contains(hash)) {
+        // The merkle index holds every key with its latest version: a key it lacks is new,
+        // no store read needed; a record read ahead with that version is the latest.
+        let Some(latest) = self.collections.get(&id.0).and_then(|meta| meta.merkle.version(hash)) else {
             return Ok(None);
-        }
-        if let Some(record) = ahead {
+        };
+        if let Some(record) = ahead.filter(|record| record.version == latest) {
             return Ok(Some((record, false)));
         }
         Ok(lock_store(&self.store).read(&id.0, &id.1)?.map(|record| (record, false)))
@@ -353,7 +352,6 @@ impl Inner {
         }
         let batch = WriteBatch { records: sorted_records(&self.dirty), checkpoint: self.applied };
         lock_store(&self.store).commit(&batch)?;
-        self.store_epoch += 1;
         drop(batch);
         // Drained rather than replaced: the map keeps its capacity.
         let mut dirty = std::mem::take(&mut self.dirty);
@@ -388,8 +386,6 @@ impl Engine {
             collections: HashMap::new(),
             dirty: HashMap::with_capacity(config.dirty_capacity()),
             flushing: None,
-            spare: HashMap::new(),
-            store_epoch: 0,
             cache: LruCache::new(cache_capacity),
             applied: None,
             last_receipt: None,
@@ -459,7 +455,7 @@ impl Engine {
             config,
             inner: Mutex::new(inner),
             store,
-            flush_lock: Mutex::new(()),
+            flush_lock: Mutex::new(HashMap::new()),
             flush_wanted: std::sync::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             failed: Mutex::new(None),
@@ -497,19 +493,15 @@ impl Engine {
         }
         self.check_failed()?;
         let payload = encode_batch(&changes);
-        let mut ahead = self.shared.read_ahead(&changes)?;
+        let ahead = self.shared.read_ahead(&changes)?;
         let mut inner = self.shared.lock();
-        if inner.store_epoch != ahead.epoch {
-            // The store changed since the reads: they may be older than what it holds.
-            ahead.records.clear();
-        }
         let receipt = self.shared.wal.append(&payload)?;
         let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
         let feed = feed_guard.as_ref();
         let mut observed = Vec::new();
         let mut last_filtered: Option<(CollectionName, bool)> = None;
         let mut applied = Vec::new();
-        let mut ahead = ahead.records.into_iter();
+        let mut ahead = ahead.into_iter();
         for (index, change) in changes.into_iter().enumerate() {
             let ahead = ahead.next().flatten().map(|record| *record);
             let observe = match (feed, &last_filtered) {
@@ -554,8 +546,8 @@ impl Engine {
             // Backpressure: far past the bound, the writer waits for a flush itself.
             let far_behind = self.shared.lock().dirty.len() >= self.shared.config.dirty_bound();
             if far_behind {
-                let guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
-                self.shared.flush_locked(&guard)?;
+                let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.shared.flush_locked(&mut guard)?;
             }
         }
         Ok(appended.applied)
@@ -606,23 +598,23 @@ impl Engine {
     /// held only to take the dirty map and to move the written records to the cache.
     /// Returns the checkpoint written.
     pub fn flush(&self) -> Result<Option<WalPosition>, EngineError> {
-        let guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.shared.flush_locked(&guard)
+        let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.shared.flush_locked(&mut guard)
     }
 
     /// Writes the dirty records of one collection to the store (not the checkpoint), so
     /// that reading its change log from the store sees everything merged so far — what a
     /// subscription's catch-up needs — without paying for the other collections' records.
     pub fn flush_collection(&self, collection: &CollectionName) -> Result<(), EngineError> {
-        let guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.shared.flush_some(&guard, Some(collection)).map(drop)
+        let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.shared.flush_some(&mut guard, Some(collection)).map(drop)
     }
 
     /// Flushes, makes the store durable, and removes the WAL segments wholly before the
     /// checkpoint (handing each to `archive` first, when given). Returns the checkpoint.
     pub fn checkpoint(&self, archive: Option<crate::wal::Archiver<'_>>) -> Result<Option<WalPosition>, EngineError> {
-        let guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let checkpoint = self.shared.flush_locked(&guard)?;
+        let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checkpoint = self.shared.flush_locked(&mut guard)?;
         let Some(position) = checkpoint else { return Ok(None) };
         {
             let store = lock_store(&self.shared.store);
