@@ -225,7 +225,9 @@ fn storage_limits() -> DecodeLimits {
 }
 
 fn encode_batch(changes: &[Change]) -> Vec<u8> {
-    let mut writer = Writer::new();
+    // Sized for typical changes (~100 bytes) so a batch of thousands is not grown, and
+    // copied, a dozen times.
+    let mut writer = Writer::with_capacity(changes.len().saturating_mul(128));
     writer.array_len(changes.len());
     for change in changes {
         change.encode(&mut writer);

@@ -38,14 +38,19 @@ impl Inner {
 impl Shared {
     /// Reads the records of `changes` that merging would otherwise read under the lock.
     pub(super) fn read_ahead(&self, changes: &[Change]) -> Result<ReadAhead, EngineError> {
-        // Ids and hashes are built before taking the lock, which then only looks up.
-        let ids: Vec<(RecordId, KeyHash)> =
-            changes.iter().map(|change| ((change.collection.clone(), change.key.clone()), change.key.hash())).collect();
+        // Key hashes (blake3) are computed before taking the lock; ids are built under it,
+        // which is cheap (names and keys up to 24 bytes are inline, no allocation) and
+        // avoids a batch-sized vector of them.
+        let hashes: Vec<KeyHash> = changes.iter().map(|change| change.key.hash()).collect();
         let misses: Vec<bool> = {
             let inner = self.lock();
-            ids.iter().map(|(id, hash)| inner.misses(id, *hash)).collect()
+            changes
+                .iter()
+                .zip(&hashes)
+                .map(|(change, hash)| inner.misses(&(change.collection.clone(), change.key.clone()), *hash))
+                .collect()
         };
-        drop(ids);
+        drop(hashes);
         let mut records = Vec::with_capacity(changes.len());
         if !misses.contains(&true) {
             return Ok(records);
