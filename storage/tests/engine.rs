@@ -320,16 +320,19 @@ fn concurrent_writers_missing_the_cache_lose_no_field_across_flushes() {
     let (engine, _) = open(dir.path(), config);
     let engine = std::sync::Arc::new(engine);
     const WRITERS: u64 = 4;
-    const ROUNDS: u64 = 200;
-    const KEYS: u64 = 40;
+    const ROUNDS: u64 = 40;
+    // Batches big enough that the engine reads their misses ahead of its lock.
+    const BATCH: u64 = 64;
+    const KEYS: u64 = 300;
     let threads: Vec<_> = (0..WRITERS)
         .map(|writer| {
             let engine = std::sync::Arc::clone(&engine);
             std::thread::spawn(move || {
                 for round in 0..ROUNDS {
-                    let batch = (0..8)
+                    let batch = (0..BATCH)
                         .map(|i| {
-                            let key = RecordKey::new(format!("k{:02}", (round * 8 + i + writer * 13) % KEYS)).unwrap();
+                            let key =
+                                RecordKey::new(format!("k{:03}", (round * BATCH + i + writer * 13) % KEYS)).unwrap();
                             let hlc = Hlc::new(T0 + round, i as u32, NodeId(writer + 1));
                             let field = format!("w{writer}_r{round}_{i}");
                             let state = ops::update(None, Document::from([(field, Value::Int(1))]), hlc);
@@ -346,8 +349,8 @@ fn concurrent_writers_missing_the_cache_lose_no_field_across_flushes() {
     }
     for writer in 0..WRITERS {
         for round in 0..ROUNDS {
-            for i in 0..8 {
-                let key = RecordKey::new(format!("k{:02}", (round * 8 + i + writer * 13) % KEYS)).unwrap();
+            for i in 0..BATCH {
+                let key = RecordKey::new(format!("k{:03}", (round * BATCH + i + writer * 13) % KEYS)).unwrap();
                 let state = engine.read(&todos(), &key).unwrap().unwrap();
                 let field = format!("w{writer}_r{round}_{i}");
                 assert_eq!(state.field(&field), Some(Value::Int(1)), "{key}: {field} lost");

@@ -68,9 +68,11 @@ impl Shared {
                 }
                 return Ok(applied);
             } else {
-                // The next dirty map is the one the last flush emptied, at its capacity.
+                // The next dirty map is the one the last flush emptied, at its capacity; the
+                // first starts at the current size, since growing a table of 100k+ records
+                // by doubling moves every record several times under the engine lock.
                 let next = if spare.capacity() == 0 {
-                    HashMap::with_capacity(self.config.dirty_capacity())
+                    HashMap::with_capacity(inner.dirty.len())
                 } else {
                     std::mem::take(&mut **spare)
                 };

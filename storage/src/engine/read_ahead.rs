@@ -35,9 +35,17 @@ impl Inner {
     }
 }
 
+/// Batches smaller than this merge without reading ahead: finding their misses takes the
+/// engine lock a second time, which costs small batches more than the reads it moves out
+/// of the lock (8 writers × 16 changes ran 14 % slower with it).
+const READ_AHEAD_MIN_CHANGES: usize = 64;
+
 impl Shared {
     /// Reads the records of `changes` that merging would otherwise read under the lock.
     pub(super) fn read_ahead(&self, changes: &[Change]) -> Result<ReadAhead, EngineError> {
+        if changes.len() < READ_AHEAD_MIN_CHANGES {
+            return Ok(Vec::new());
+        }
         // Key hashes (blake3) are computed before taking the lock; ids are built under it,
         // which is cheap (names and keys up to 24 bytes are inline, no allocation) and
         // avoids a batch-sized vector of them.
