@@ -57,6 +57,7 @@ impl Shared {
                 }
                 let map = Arc::new(map);
                 inner.flushing = Some(Arc::clone(&map));
+                self.dirty_taken.notify_all();
                 (map, None, inner.last_receipt)
             } else if inner.dirty.is_empty() {
                 // Merges that changed nothing still advance `applied`: the WAL must hold
@@ -78,6 +79,7 @@ impl Shared {
                 };
                 let map = Arc::new(std::mem::replace(&mut inner.dirty, next));
                 inner.flushing = Some(Arc::clone(&map));
+                self.dirty_taken.notify_all();
                 (map, inner.applied, inner.last_receipt)
             }
         };

@@ -193,6 +193,8 @@ struct Shared {
     flush_lock: Mutex<DirtyMap>,
     /// Signalled (with `inner`) when the dirty map reaches its bound.
     flush_wanted: std::sync::Condvar,
+    /// Signalled (with `inner`) when a flush takes the dirty map, which empties it.
+    dirty_taken: std::sync::Condvar,
     stopping: std::sync::atomic::AtomicBool,
     /// Set when a batch was appended to the WAL but could not be merged: the working set
     /// no longer matches the log, so the engine refuses writes until restarted (replay
@@ -455,6 +457,7 @@ impl Engine {
             store,
             flush_lock: Mutex::new(HashMap::new()),
             flush_wanted: std::sync::Condvar::new(),
+            dirty_taken: std::sync::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             failed: Mutex::new(None),
             feed: Mutex::new(None),
@@ -541,14 +544,33 @@ impl Engine {
         self.shared.wal.wait_durable(receipt)?;
         if appended.flush {
             self.shared.flush_wanted.notify_one();
-            // Backpressure: far past the bound, the writer waits for a flush itself.
-            let far_behind = self.shared.lock().dirty.len() >= self.shared.config.dirty_bound();
-            if far_behind {
-                let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
-                self.shared.flush_locked(&mut guard)?;
-            }
+            self.backpressure()?;
         }
         Ok(appended.applied)
+    }
+
+    /// Backpressure: far past the bound, the writer waits until the flusher takes the
+    /// dirty map. Writers used to flush themselves here, one after another behind the
+    /// flush lock — with 64 writers a convoy of small flushes and acks of 3–10 s. If the
+    /// flusher makes no progress for a while (a failing store), the writer flushes itself,
+    /// which reports the error.
+    fn backpressure(&self) -> Result<(), EngineError> {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+        let bound = self.shared.config.dirty_bound();
+        let started = std::time::Instant::now();
+        let mut inner = self.shared.lock();
+        while inner.dirty.len() >= bound {
+            let left = PATIENCE.saturating_sub(started.elapsed());
+            if left.is_zero() || self.shared.stopping.load(Ordering::Acquire) {
+                drop(inner);
+                let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.shared.flush_locked(&mut guard)?;
+                return Ok(());
+            }
+            self.shared.flush_wanted.notify_one();
+            inner = self.shared.dirty_taken.wait_timeout(inner, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+        Ok(())
     }
 
     /// Waits until the WAL record behind `receipt` (from a [`FeedBatch`]) is durable.
