@@ -9,8 +9,8 @@ use weft_server::config::Config;
 
 // mimalloc instead of glibc's allocator: the storage engine allocates and frees record
 // states on writer threads and frees them on the flusher; with glibc that cost ~13 % of
-// CPU under load, with mimalloc the engine sustains ~15 % more durable changes/s
-// (docs/benchmarks.md, "Allocator").
+// CPU under load; with mimalloc the engine sustains ~11 % more durable changes/s
+// (docs/benchmarks.md, storage engine, "What moved it").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

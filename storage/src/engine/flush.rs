@@ -144,7 +144,7 @@ impl Shared {
             let mut guard = self.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if self.flush_locked(&mut guard).is_err() {
                 // The records went back to the dirty map; try again after a pause (writers
-                // that hit backpressure flush themselves and see the error).
+                // held by backpressure flush themselves after a while and see the error).
                 drop(guard);
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }

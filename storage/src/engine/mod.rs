@@ -56,8 +56,8 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Dirty records past which writers stop running ahead of the flusher and flush
-    /// themselves (backpressure).
+    /// Dirty records past which writers stop running ahead of the flusher and wait for it
+    /// (backpressure).
     fn dirty_bound(&self) -> usize {
         self.flush_records.max(1).saturating_mul(4)
     }
@@ -167,9 +167,9 @@ struct Inner {
     /// Locked after `Inner` when both are needed, never before.
     store: SharedStore,
     collections: HashMap<CollectionName, CollectionMeta>,
-    dirty: HashMap<RecordId, StoredRecord>,
+    dirty: DirtyMap,
     /// Records being written to the store by a flush (read-only until it finishes).
-    flushing: Option<Arc<HashMap<RecordId, StoredRecord>>>,
+    flushing: Option<Arc<DirtyMap>>,
     cache: LruCache<RecordId, StoredRecord>,
     /// Position of the last WAL record merged.
     applied: Option<WalPosition>,
