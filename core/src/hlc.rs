@@ -52,6 +52,21 @@ impl Hlc {
         out[12..].copy_from_slice(&self.node.0.to_be_bytes());
         out
     }
+
+    /// Reads the form written by [`Hlc::to_bytes`].
+    pub fn from_bytes(bytes: [u8; 20]) -> Hlc {
+        let mut wall = [0u8; 8];
+        let mut counter = [0u8; 4];
+        let mut node = [0u8; 8];
+        wall.copy_from_slice(&bytes[..8]);
+        counter.copy_from_slice(&bytes[8..12]);
+        node.copy_from_slice(&bytes[12..]);
+        Hlc {
+            wall_ms: u64::from_be_bytes(wall),
+            counter: u32::from_be_bytes(counter),
+            node: NodeId(u64::from_be_bytes(node)),
+        }
+    }
 }
 
 impl fmt::Display for Hlc {

@@ -95,7 +95,13 @@ impl AppState {
     }
 
     /// Installs the engine once recovery is done: from then on the server is ready.
+    /// The clock first moves past every timestamp the engine holds (store and replayed
+    /// WAL), so a write the server stamps after a restart is ordered after every write it
+    /// accepted before — even one stamped ahead of this machine's clock.
     pub fn set_engine(&self, engine: Arc<Engine>) {
+        if let Some(latest) = engine.max_hlc() {
+            self.lock_clock().advance_to(latest);
+        }
         let _ = self.engine.set(engine);
     }
 

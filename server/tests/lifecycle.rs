@@ -126,3 +126,49 @@ async fn the_example_app_is_served_from_static_dir_and_api_routes_win() {
     assert_eq!(reqwest::get(format!("{}/missing.css", server.url())).await.unwrap().status(), 404);
     server.stop().await;
 }
+
+/// A write the server stamps after a restart is ordered after every write it accepted
+/// before, also one a client stamped ahead of the server's clock (within the allowed
+/// drift): the clock restarts past the highest timestamp in the store and the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stamped_writes_after_a_restart_win_over_earlier_writes_stamped_ahead() {
+    for stop in ["kill -9", "SIGTERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut server = Process::spawn(dir.path(), port);
+        server.ready().await;
+        let http = HttpClient::new(&server.url(), None);
+        // A client 20 s ahead of the server (max drift is 60 s) writes first.
+        let ahead = now_s() * 1000 + 20_000;
+        let hlc = Hlc::new(ahead, 0, NodeId(9));
+        let state = ops::update(None, doc(&[("title", Value::from("client, 20 s ahead"))]), hlc);
+        let push = ClientMessage::Push {
+            batch_id: BatchId(0),
+            changes: vec![Change { collection: todos(), key: key("t1"), hlc, state }],
+        };
+        let (replies, _, _) = http.sync(&[push]).await.unwrap();
+        assert!(replies.iter().any(|m| matches!(m, ServerMessage::Ack { .. })), "{replies:?}");
+        let json_write = |title: &str| serde_json::json!({"writes": [{"collection": "todos", "id": "t1", "op": "update", "fields": {"title": title}}]});
+        http.sync_json(&json_write("server, before restart")).await.unwrap();
+        assert_eq!(http.get_record("todos", "t1").await.unwrap().unwrap()["title"], "server, before restart");
+        match stop {
+            "kill -9" => server.kill9(),
+            _ => assert!(server.terminate().success()),
+        }
+        drop(server);
+        let server = Process::spawn(dir.path(), port);
+        server.ready().await;
+        let http = HttpClient::new(&server.url(), None);
+        assert_eq!(
+            http.get_record("todos", "t1").await.unwrap().unwrap()["title"],
+            "server, before restart",
+            "{stop}: the acknowledged server write survives"
+        );
+        http.sync_json(&json_write("server, after restart")).await.unwrap();
+        assert_eq!(
+            http.get_record("todos", "t1").await.unwrap().unwrap()["title"],
+            "server, after restart",
+            "{stop}: a server-stamped write after the restart is the latest"
+        );
+    }
+}

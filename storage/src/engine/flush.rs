@@ -10,10 +10,32 @@ use weft_core::key::{CollectionName, RecordKey};
 
 use super::{DirtyMap, EngineError, RecordId, Shared, lock_store};
 use crate::store::{StoredRecord, WriteBatch};
-use crate::wal::WalPosition;
+use crate::wal::{Receipt, WalPosition};
 
 /// Most flushed records moved into the cache's free room per flush.
 const RECACHE_MAX: usize = 4096;
+
+/// What the first half of a flush took from the dirty map.
+pub(super) enum Taken {
+    /// A flush of one collection found none of its records dirty.
+    Nothing,
+    /// Nothing was dirty: the store is complete up to `applied` once `receipt` is durable.
+    Clean {
+        /// The position of the last WAL record merged.
+        applied: Option<WalPosition>,
+        /// That record's receipt.
+        receipt: Option<Receipt>,
+    },
+    /// Records now in the flushing map.
+    Records {
+        /// The flushing map (shared with the engine's working set until written).
+        map: Arc<DirtyMap>,
+        /// The checkpoint the write completes (`None` for one collection's flush).
+        checkpoint: Option<WalPosition>,
+        /// The receipt of the last WAL record merged into `map`.
+        receipt: Option<Receipt>,
+    },
+}
 
 /// The records in store key order: B-tree inserts in order touch each page once, which
 /// makes a flush of 100,000 random keys several times cheaper than in hash order.
@@ -42,51 +64,72 @@ impl Shared {
         spare: &mut MutexGuard<'_, DirtyMap>,
         only: Option<&CollectionName>,
     ) -> Result<Option<WalPosition>, EngineError> {
-        let (flushing, checkpoint, receipt) = {
-            let mut inner = self.lock();
-            if let Some(collection) = only {
-                let ids: Vec<RecordId> = inner.dirty.keys().filter(|(c, _)| c == collection).cloned().collect();
-                if ids.is_empty() {
-                    return Ok(None);
+        let taken = self.take_dirty(spare, only);
+        self.write_taken(spare, taken)
+    }
+
+    /// First half of a flush: moves the dirty records (all, or those of `only`) into the
+    /// flushing map, where merges still find them, and starts a fresh dirty map.
+    pub(super) fn take_dirty(&self, spare: &mut MutexGuard<'_, DirtyMap>, only: Option<&CollectionName>) -> Taken {
+        let mut inner = self.lock();
+        assert!(inner.flushing.is_none(), "two flushes at once: the flush lock must serialize them");
+        if let Some(collection) = only {
+            let ids: Vec<RecordId> = inner.dirty.keys().filter(|(c, _)| c == collection).cloned().collect();
+            if ids.is_empty() {
+                return Taken::Nothing;
+            }
+            let mut map = HashMap::with_capacity(ids.len());
+            for id in ids {
+                if let Some(record) = inner.dirty.remove(&id) {
+                    map.insert(id, record);
                 }
-                let mut map = HashMap::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(record) = inner.dirty.remove(&id) {
-                        map.insert(id, record);
-                    }
-                }
-                let map = Arc::new(map);
-                inner.flushing = Some(Arc::clone(&map));
-                self.dirty_taken.notify_all();
-                (map, None, inner.last_receipt)
-            } else if inner.dirty.is_empty() {
-                // Merges that changed nothing still advance `applied`: the WAL must hold
-                // those records durably before anyone checkpoints there.
-                let (applied, receipt) = (inner.applied, inner.last_receipt);
-                drop(inner);
+            }
+            let map = Arc::new(map);
+            inner.flushing = Some(Arc::clone(&map));
+            self.dirty_taken.notify_all();
+            Taken::Records { map, checkpoint: None, receipt: inner.last_receipt }
+        } else if inner.dirty.is_empty() {
+            // Merges that changed nothing still advance `applied`: the WAL must hold
+            // those records durably before anyone checkpoints there.
+            Taken::Clean { applied: inner.applied, receipt: inner.last_receipt }
+        } else {
+            // The next dirty map is the one the last flush emptied, at its capacity; the
+            // first starts at the current size, since growing a table of 100k+ records
+            // by doubling moves every record several times under the engine lock.
+            let next = if spare.capacity() == 0 {
+                HashMap::with_capacity(inner.dirty.len())
+            } else {
+                std::mem::take(&mut **spare)
+            };
+            let map = Arc::new(std::mem::replace(&mut inner.dirty, next));
+            inner.flushing = Some(Arc::clone(&map));
+            self.dirty_taken.notify_all();
+            Taken::Records { map, checkpoint: inner.applied, receipt: inner.last_receipt }
+        }
+    }
+
+    /// Second half of a flush: writes what [`Shared::take_dirty`] took to the store, with
+    /// the checkpoint, once the WAL holds it durably; then lets go of the flushing map.
+    pub(super) fn write_taken(
+        &self,
+        spare: &mut MutexGuard<'_, DirtyMap>,
+        taken: Taken,
+    ) -> Result<Option<WalPosition>, EngineError> {
+        let (flushing, checkpoint, receipt) = match taken {
+            Taken::Nothing => return Ok(None),
+            Taken::Clean { applied, receipt } => {
                 if let Some(receipt) = receipt {
                     self.wal.wait_durable(receipt)?;
                 }
                 return Ok(applied);
-            } else {
-                // The next dirty map is the one the last flush emptied, at its capacity; the
-                // first starts at the current size, since growing a table of 100k+ records
-                // by doubling moves every record several times under the engine lock.
-                let next = if spare.capacity() == 0 {
-                    HashMap::with_capacity(inner.dirty.len())
-                } else {
-                    std::mem::take(&mut **spare)
-                };
-                let map = Arc::new(std::mem::replace(&mut inner.dirty, next));
-                inner.flushing = Some(Arc::clone(&map));
-                self.dirty_taken.notify_all();
-                (map, inner.applied, inner.last_receipt)
             }
+            Taken::Records { map, checkpoint, receipt } => (map, checkpoint, receipt),
         };
         // Never checkpoint past what the WAL holds durably.
         let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
+        let max_hlc = self.lock().max_hlc;
         let result = durable.map_err(EngineError::from).and_then(|()| {
-            let batch = WriteBatch { records: sorted_records(&flushing), checkpoint };
+            let batch = WriteBatch { records: sorted_records(&flushing), checkpoint, max_hlc };
             lock_store(&self.store).commit(&batch).map_err(EngineError::from)
         });
         let mut inner = self.lock();
@@ -104,15 +147,13 @@ impl Shared {
         // cost ~7 % of the CPU of a write-heavy node and held the lock ~200 ms per flush,
         // to cache records no one read again (records written again stay dirty until the
         // next flush anyway); and re-taking the lock slice by slice starved the flusher
-        // behind 64 writers for seconds. A record dirty again has a newer version and is
-        // skipped; any other is the latest, since no other flush can commit while this
-        // one holds the flush lock.
+        // behind 64 writers for seconds. `cache_clean` skips a record dirty again (it has a
+        // newer version) and any copy that is not the latest.
         let room = inner.cache.cap().get().saturating_sub(inner.cache.len()).min(RECACHE_MAX);
         let mut records = map.drain();
         for (id, record) in records.by_ref().take(room) {
-            if !inner.dirty.contains_key(&id) {
-                inner.cache.put(id, record);
-            }
+            let hash = id.1.hash();
+            inner.cache_clean(id, hash, record);
         }
         drop(inner);
         drop(records);

@@ -29,11 +29,15 @@ use lru::LruCache;
 use weft_core::change::Change;
 use weft_core::codec::{DecodeError, DecodeLimits, Reader, Writer};
 use weft_core::crdt::{RecordState, VersionHash};
-use weft_core::key::{CollectionName, KeyHash, PARTITION_COUNT, PartitionId, RecordKey};
+use weft_core::hlc::Hlc;
+use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
 mod flush;
 mod read_ahead;
+mod working_set;
+
+use working_set::Residence;
 
 use flush::sorted_records;
 
@@ -95,6 +99,25 @@ pub enum EngineError {
         at: WalPosition,
         /// The decode error.
         reason: DecodeError,
+    },
+    /// No copy of a record holds the version the engine merged last: the working set lost
+    /// a version (a bug, never expected). Nothing is merged onto the older copy; writes
+    /// stop until a restart replays the WAL.
+    #[error(
+        "record {collection}/{key}: the {place} holds version {found} but the latest merged is {latest}; \
+         refusing to merge onto an older version (restart to replay the WAL)"
+    )]
+    StaleRecord {
+        /// The record's collection.
+        collection: String,
+        /// The record's key.
+        key: String,
+        /// Where the stale copy was found.
+        place: &'static str,
+        /// Its version (hex), or "none" when the record was missing.
+        found: String,
+        /// The version the merkle index names (hex).
+        latest: String,
     },
     /// A reconciliation step that cannot be answered.
     #[error(transparent)]
@@ -174,6 +197,8 @@ struct Inner {
     /// Position of the last WAL record merged.
     applied: Option<WalPosition>,
     last_receipt: Option<Receipt>,
+    /// The greatest HLC merged (store and WAL): a restarted server's clock starts past it.
+    max_hlc: Option<Hlc>,
 }
 
 /// The storage engine of one node.
@@ -243,53 +268,6 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
 }
 
 impl Inner {
-    /// Takes a record out of the working set; the flag says whether it was dirty (not
-    /// yet in the store), so an unchanged record can go back where it was. `ahead` is the
-    /// record as read from the store before the engine lock was taken: used instead of
-    /// reading the store here if it is still the latest version (see `read_ahead`).
-    fn take_record(
-        &mut self,
-        id: &RecordId,
-        hash: KeyHash,
-        ahead: Option<StoredRecord>,
-    ) -> Result<Option<(StoredRecord, bool)>, StoreError> {
-        if let Some(record) = self.dirty.remove(id) {
-            return Ok(Some((record, true)));
-        }
-        if let Some(record) = self.flushing.as_ref().and_then(|f| f.get(id)) {
-            return Ok(Some((record.clone(), false)));
-        }
-        if let Some(record) = self.cache.pop(id) {
-            return Ok(Some((record, false)));
-        }
-        // The merkle index holds every key with its latest version: a key it lacks is new,
-        // no store read needed; a record read ahead with that version is the latest.
-        let Some(latest) = self.collections.get(&id.0).and_then(|meta| meta.merkle.version(hash)) else {
-            return Ok(None);
-        };
-        if let Some(record) = ahead.filter(|record| record.version == latest) {
-            return Ok(Some((record, false)));
-        }
-        Ok(lock_store(&self.store).read(&id.0, &id.1)?.map(|record| (record, false)))
-    }
-
-    fn peek_record(&mut self, id: &RecordId) -> Result<Option<StoredRecord>, StoreError> {
-        if let Some(record) = self.dirty.get(id) {
-            return Ok(Some(record.clone()));
-        }
-        if let Some(record) = self.flushing.as_ref().and_then(|f| f.get(id)) {
-            return Ok(Some(record.clone()));
-        }
-        if let Some(record) = self.cache.get(id) {
-            return Ok(Some(record.clone()));
-        }
-        let record = lock_store(&self.store).read(&id.0, &id.1)?;
-        if let Some(record) = &record {
-            self.cache.put(id.clone(), record.clone());
-        }
-        Ok(record)
-    }
-
     /// Merges one change; returns what changed if it changed the record (with the
     /// record's states before and after when `observe` is set).
     fn merge(
@@ -297,13 +275,14 @@ impl Inner {
         change: Change,
         observe: bool,
         ahead: Option<StoredRecord>,
-    ) -> Result<Option<Merged>, StoreError> {
+    ) -> Result<Option<Merged>, EngineError> {
+        self.max_hlc = self.max_hlc.max(Some(change.hlc));
         let id = (change.collection, change.key);
         let hash = id.1.hash();
-        let current = self.take_record(&id, hash, ahead)?;
-        let (mut state, version, seq, was_dirty) = match current {
-            Some((record, was_dirty)) => (record.state, record.version, record.seq, was_dirty),
-            None => (RecordState::default(), VersionHash::default(), 0, false),
+        let current = self.take_current(&id, hash, ahead)?;
+        let (mut state, version, seq, residence) = match current {
+            Some((record, residence)) => (record.state, record.version, record.seq, residence),
+            None => (RecordState::default(), VersionHash::default(), 0, Residence::Clean),
         };
         let before = (observe && seq > 0).then(|| state.clone());
         let meta = self.collections.entry(id.0.clone()).or_insert_with(CollectionMeta::new);
@@ -323,16 +302,13 @@ impl Inner {
                     before,
                     after,
                 });
-                self.dirty.insert(id, record);
+                self.put_changed(id, record);
                 Some(Merged { partition: hash.partition, seq, observed })
             }
             None => {
-                // Unchanged: back where it came from.
-                let record = StoredRecord { seq, version, state };
-                if was_dirty {
-                    self.dirty.insert(id, record);
-                } else if seq > 0 {
-                    self.cache.put(id, record);
+                // Unchanged: back where it came from (a key never written stays absent).
+                if seq > 0 {
+                    self.put_unchanged(id, hash, StoredRecord { seq, version, state }, residence);
                 }
                 None
             }
@@ -346,13 +322,15 @@ impl Inner {
         if self.dirty.is_empty() {
             return Ok(());
         }
-        let batch = WriteBatch { records: sorted_records(&self.dirty), checkpoint: self.applied };
+        let batch =
+            WriteBatch { records: sorted_records(&self.dirty), checkpoint: self.applied, max_hlc: self.max_hlc };
         lock_store(&self.store).commit(&batch)?;
         drop(batch);
         // Drained rather than replaced: the map keeps its capacity.
         let mut dirty = std::mem::take(&mut self.dirty);
         for (id, record) in dirty.drain() {
-            self.cache.put(id, record);
+            let hash = id.1.hash();
+            self.cache_clean(id, hash, record);
         }
         self.dirty = dirty;
         Ok(())
@@ -389,6 +367,7 @@ impl Engine {
             cache: LruCache::new(cache_capacity),
             applied: None,
             last_receipt: None,
+            max_hlc: lock_store(&store).max_hlc()?,
         };
         let stored_checkpoint = lock_store(&store).checkpoint();
         let (checkpoint, checkpoint_corrupt) = match stored_checkpoint {
@@ -423,7 +402,7 @@ impl Engine {
             };
             for change in changes {
                 if let Err(error) = inner.merge(change, false, None) {
-                    failure = Some(error.into());
+                    failure = Some(error);
                     return;
                 }
             }
@@ -445,7 +424,7 @@ impl Engine {
         // below it: pull it back to just before the end.
         if inner.applied.is_some_and(|applied| applied >= recovery.end) {
             inner.applied = Some(WalPosition { segment: recovery.end.segment, offset: recovery.end.offset - 1 });
-            let rewind = WriteBatch { records: Vec::new(), checkpoint: inner.applied };
+            let rewind = WriteBatch { records: Vec::new(), checkpoint: inner.applied, max_hlc: inner.max_hlc };
             lock_store(&store).commit(&rewind)?;
         }
         inner.flush_now()?;
@@ -522,7 +501,7 @@ impl Engine {
                 Ok(None) => {}
                 Err(error) => {
                     *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
-                    return Err(error.into());
+                    return Err(error);
                 }
             }
         }
@@ -606,6 +585,14 @@ impl Engine {
         self.shared.wal.sync_stats()
     }
 
+    /// The greatest HLC merged so far, from the store, the WAL replayed at start and every
+    /// batch since (`None` when nothing was ever written). A server advances its clock
+    /// past it before stamping writes, so a server-stamped write made after a restart is
+    /// ordered after every write accepted before it.
+    pub fn max_hlc(&self) -> Option<Hlc> {
+        self.shared.lock().max_hlc
+    }
+
     /// The collections that hold records.
     pub fn collections(&self) -> Vec<CollectionName> {
         let mut names: Vec<CollectionName> = self.shared.lock().collections.keys().cloned().collect();
@@ -620,6 +607,18 @@ impl Engine {
     pub fn flush(&self) -> Result<Option<WalPosition>, EngineError> {
         let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.shared.flush_locked(&mut guard)
+    }
+
+    /// Starts a flush and stops half way: the dirty records are in the flushing map (where
+    /// merges and reads still find them) but not yet written. Writes may go on meanwhile
+    /// through [`Engine::append`] (not [`Engine::apply`]: its backpressure may wait for
+    /// this flush); [`FlushInProgress::finish`] writes them. For tests that interleave
+    /// writes with a flush deterministically; other flushes wait until it finishes.
+    #[doc(hidden)]
+    pub fn begin_flush(&self) -> FlushInProgress<'_> {
+        let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let taken = self.shared.take_dirty(&mut guard, None);
+        FlushInProgress { shared: &self.shared, guard, taken }
     }
 
     /// Writes the dirty records of one collection to the store (not the checkpoint), so
@@ -640,7 +639,8 @@ impl Engine {
             let store = lock_store(&self.shared.store);
             // Records up to `position` are all in the store (the flush above, or merges
             // that changed nothing); make that the stored checkpoint, then durable.
-            store.commit(&WriteBatch { records: Vec::new(), checkpoint: Some(position) })?;
+            let max_hlc = self.shared.lock().max_hlc;
+            store.commit(&WriteBatch { records: Vec::new(), checkpoint: Some(position), max_hlc })?;
             store.sync()?;
         }
         drop(guard);
@@ -651,7 +651,7 @@ impl Engine {
     /// A record's state.
     pub fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<RecordState>, EngineError> {
         let mut inner = self.shared.lock();
-        Ok(inner.peek_record(&(collection.clone(), key.clone()))?.map(|r| r.state))
+        Ok(inner.read_current(&(collection.clone(), key.clone()))?.map(|r| r.state))
     }
 
     /// A record with its sequence number and version.
@@ -661,7 +661,7 @@ impl Engine {
         key: &RecordKey,
     ) -> Result<Option<StoredRecord>, EngineError> {
         let mut inner = self.shared.lock();
-        Ok(inner.peek_record(&(collection.clone(), key.clone()))?)
+        inner.read_current(&(collection.clone(), key.clone()))
     }
 
     /// Up to `limit` records of a collection in key order after `after`.
@@ -756,6 +756,28 @@ impl Drop for Engine {
     }
 }
 
+/// A flush stopped between taking the dirty map and writing it (see
+/// [`Engine::begin_flush`]).
+#[doc(hidden)]
+pub struct FlushInProgress<'a> {
+    shared: &'a Shared,
+    guard: MutexGuard<'a, DirtyMap>,
+    taken: flush::Taken,
+}
+
+impl FlushInProgress<'_> {
+    /// Writes what the flush took; returns the checkpoint written.
+    pub fn finish(mut self) -> Result<Option<WalPosition>, EngineError> {
+        self.shared.write_taken(&mut self.guard, self.taken)
+    }
+}
+
+impl std::fmt::Debug for FlushInProgress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushInProgress").finish_non_exhaustive()
+    }
+}
+
 struct InnerSource<'a> {
     inner: &'a Inner,
     collection: &'a CollectionName,
@@ -764,11 +786,9 @@ struct InnerSource<'a> {
 impl RecordSource for InnerSource<'_> {
     fn record(&self, key: &RecordKey) -> Option<Change> {
         let id = (self.collection.clone(), key.clone());
-        let flushing = self.inner.flushing.as_ref().and_then(|f| f.get(&id));
-        let state = match self.inner.dirty.get(&id).or(flushing).or_else(|| self.inner.cache.peek(&id)) {
-            Some(record) => record.state.clone(),
-            None => lock_store(&self.inner.store).read(self.collection, key).ok().flatten()?.state,
-        };
+        // An error here (a failing store) leaves the key out of this answer; the peer
+        // asks again in its next reconciliation.
+        let state = self.inner.peek_current(&id).ok().flatten()?.state;
         let hlc = state.max_hlc()?;
         Some(Change { collection: self.collection.clone(), key: key.clone(), hlc, state })
     }

@@ -77,3 +77,34 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<WalPosition, String> {
     offset.copy_from_slice(&bytes[8..16]);
     Ok(WalPosition { segment: u64::from_le_bytes(segment), offset: u64::from_le_bytes(offset) })
 }
+
+/// The store's clock (the greatest HLC merged): the HLC's 20 bytes, crc32c u32 LE.
+pub fn encode_clock(hlc: Hlc) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..20].copy_from_slice(&hlc.to_bytes());
+    let crc = crc32c::crc32c(&out[..20]);
+    out[20..].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Reads the store's clock, checking its length and checksum.
+pub fn decode_clock(bytes: &[u8]) -> Result<Hlc, String> {
+    let Ok(bytes) = <[u8; 24]>::try_from(bytes) else {
+        return Err(format!("{} bytes, expected 24", bytes.len()));
+    };
+    let crc = u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+    if crc32c::crc32c(&bytes[..20]) != crc {
+        return Err("checksum mismatch".to_owned());
+    }
+    let mut hlc = [0u8; 20];
+    hlc.copy_from_slice(&bytes[..20]);
+    Ok(Hlc::from_bytes(hlc))
+}
+
+/// The HLC a stored state starts with (its greatest), without decoding the state.
+pub fn decode_record_hlc(bytes: &[u8]) -> Result<Hlc, DecodeError> {
+    let limits = limits();
+    let mut reader = Reader::new(bytes, &limits)?;
+    reader.record(2, "stored record")?;
+    decode_hlc(&mut reader, "stored record hlc")
+}

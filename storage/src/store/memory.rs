@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use weft_core::crdt::VersionHash;
+use weft_core::hlc::Hlc;
 use weft_core::key::{CollectionName, PartitionId, RecordKey};
 
 use super::{RecordStore, StoreError, StoredRecord, WriteBatch};
@@ -15,6 +16,7 @@ struct Maps {
     records: BTreeMap<(CollectionName, RecordKey), StoredRecord>,
     by_seq: BTreeMap<(CollectionName, PartitionId, u64), RecordKey>,
     checkpoint: Option<WalPosition>,
+    max_hlc: Option<Hlc>,
 }
 
 /// An in-memory record store.
@@ -40,6 +42,10 @@ impl RecordStore for MemoryStore {
         Ok(self.maps().checkpoint)
     }
 
+    fn max_hlc(&self) -> Result<Option<Hlc>, StoreError> {
+        Ok(self.maps().max_hlc)
+    }
+
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         Ok(self.maps().records.get(&(collection.clone(), key.clone())).cloned())
     }
@@ -57,6 +63,7 @@ impl RecordStore for MemoryStore {
         if batch.checkpoint.is_some() {
             maps.checkpoint = batch.checkpoint;
         }
+        maps.max_hlc = maps.max_hlc.max(batch.max_hlc);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use weft_core::crdt::{RecordState, VersionHash};
+use weft_core::hlc::Hlc;
 use weft_core::key::{CollectionName, PartitionId, RecordKey};
 
 use crate::wal::WalPosition;
@@ -41,6 +42,9 @@ pub struct WriteBatch<'a> {
     pub records: Vec<(&'a CollectionName, &'a RecordKey, &'a StoredRecord)>,
     /// The WAL position up to which the store is complete once this batch is written.
     pub checkpoint: Option<WalPosition>,
+    /// The greatest HLC merged so far (at least that of every record written), stored so
+    /// that a restarted server's clock starts past every timestamp it has accepted.
+    pub max_hlc: Option<Hlc>,
 }
 
 /// A store operation that failed.
@@ -82,6 +86,11 @@ pub enum StoreError {
 pub trait RecordStore: Send + Sync {
     /// The WAL position up to which the store is complete (`None`: nothing written yet).
     fn checkpoint(&self) -> Result<Option<WalPosition>, StoreError>;
+
+    /// The greatest HLC the store has seen: the one last committed with a
+    /// [`WriteBatch`], or, for a store that holds none (written by an older build, or
+    /// the row is damaged), the greatest HLC of its records, computed once.
+    fn max_hlc(&self) -> Result<Option<Hlc>, StoreError>;
 
     /// One record.
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError>;

@@ -16,10 +16,12 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use weft_core::codec::Writer;
 use weft_core::crdt::VersionHash;
+use weft_core::hlc::Hlc;
 use weft_core::key::{CollectionName, PartitionId, RecordKey};
 
 use super::encoding::{
-    decode_checkpoint, decode_record, decode_version, encode_checkpoint, encode_record_into, encode_version,
+    decode_checkpoint, decode_clock, decode_record, decode_record_hlc, decode_version, encode_checkpoint, encode_clock,
+    encode_record_into, encode_version,
 };
 use super::{RecordStore, StoreError, StoredRecord, WriteBatch};
 use crate::wal::WalPosition;
@@ -169,6 +171,32 @@ impl RecordStore for SqliteStore {
         }
     }
 
+    fn max_hlc(&self) -> Result<Option<Hlc>, StoreError> {
+        if let Some(bytes) = self.meta("max_hlc")?
+            && let Ok(hlc) = decode_clock(&bytes)
+        {
+            return Ok(Some(hlc));
+        }
+        // A store from before the clock was kept, or a damaged row: every stored state
+        // starts with its greatest HLC, so read just that of each record.
+        let connection = self.reader();
+        let mut statement = connection.prepare("SELECT collection, key, state FROM records").map_err(self.error())?;
+        let mut rows = statement.query([]).map_err(self.error())?;
+        let mut max: Option<Hlc> = None;
+        while let Some(row) = rows.next().map_err(self.error())? {
+            let state: Vec<u8> = row.get(2).map_err(self.error())?;
+            match decode_record_hlc(&state) {
+                Ok(hlc) => max = max.max(Some(hlc)),
+                Err(reason) => {
+                    let collection: String = row.get(0).map_err(self.error())?;
+                    let key: String = row.get(1).map_err(self.error())?;
+                    return Err(corrupt(&collection, &key, reason));
+                }
+            }
+        }
+        Ok(max)
+    }
+
     fn read(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         let connection = self.reader();
         let row = connection
@@ -218,6 +246,14 @@ impl RecordStore for SqliteStore {
                     .execute(
                         "INSERT OR REPLACE INTO meta (name, value) VALUES ('checkpoint', ?1)",
                         params![encode_checkpoint(checkpoint).to_vec()],
+                    )
+                    .map_err(error)?;
+            }
+            if let Some(hlc) = batch.max_hlc {
+                transaction
+                    .execute(
+                        "INSERT OR REPLACE INTO meta (name, value) VALUES ('max_hlc', ?1)",
+                        params![encode_clock(hlc).to_vec()],
                     )
                     .map_err(error)?;
             }
