@@ -4,6 +4,12 @@
 //! is present and that the merkle root equals one recomputed from the store. The child
 //! then continues on the recovered directory, so recoveries stack up.
 //!
+//! Each batch puts a record of its own, overwrites one of a few hot records, adds an
+//! element of its own to one of a few sets and re-sends the set add of an earlier batch
+//! (what a reconnecting client does). It runs twice: with a tiny cache and tiny flushes
+//! (a working set far larger than the cache, the condition that once lost acknowledged
+//! set adds) and with the default settings.
+//!
 //! `WEFT_CRASH_CYCLES` sets the number of kill/restart cycles (default 20);
 //! `WEFT_CRASH_SEED` replays a run (the seed is printed).
 
@@ -25,25 +31,40 @@ use weft_storage::store::{RecordStore, SqliteStore};
 use weft_storage::wal::WalConfig;
 
 const CHILD_DIR_ENV: &str = "WEFT_CRASH_CHILD_DIR";
+const CHILD_SETTINGS_ENV: &str = "WEFT_CRASH_CHILD_SETTINGS";
 const T0: u64 = 1_700_000_000_000;
 
 fn collection() -> CollectionName {
     CollectionName::new("crash").unwrap()
 }
 
-fn config() -> EngineConfig {
-    // Small segments, frequent flushes and a tiny cache: every recovery path gets used.
-    EngineConfig {
-        wal: WalConfig { segment_bytes: 32 * 1024, ..WalConfig::default() },
-        flush_records: 64,
-        cache_records: 16,
-        flush_interval: Duration::from_millis(50),
+fn config(settings: &str) -> EngineConfig {
+    match settings {
+        // Small segments, frequent flushes and a tiny cache: every recovery path gets used.
+        "small" => EngineConfig {
+            wal: WalConfig { segment_bytes: 32 * 1024, ..WalConfig::default() },
+            flush_records: 8,
+            cache_records: 4,
+            flush_interval: Duration::from_millis(20),
+        },
+        _ => EngineConfig::default(),
     }
 }
 
-fn open(dir: &Path) -> (Engine, weft_storage::engine::OpenReport) {
+fn open(dir: &Path, settings: &str) -> (Engine, weft_storage::engine::OpenReport) {
     let store = SqliteStore::open(&dir.join("store.sqlite")).unwrap();
-    Engine::open(&dir.join("wal"), Box::new(store), config()).unwrap()
+    Engine::open(&dir.join("wal"), Box::new(store), config(settings)).unwrap()
+}
+
+const SETS: u64 = 5;
+
+fn set_key(id: u64) -> RecordKey {
+    RecordKey::new(format!("set-{}", id % SETS)).unwrap()
+}
+
+fn set_add(id: u64) -> Change {
+    let hlc = Hlc::new(T0 + id, 1, NodeId(1));
+    Change { collection: collection(), key: set_key(id), hlc, state: ops::set_add(Value::Int(id as i64), hlc) }
 }
 
 fn batch(id: u64) -> Vec<Change> {
@@ -54,7 +75,13 @@ fn batch(id: u64) -> Vec<Change> {
         hlc,
         state: ops::put(None, Document::from([("id".to_string(), Value::Int(value))]), hlc),
     };
-    vec![put(format!("batch-{id}"), id as i64), put(format!("hot-{}", id % 37), id as i64)]
+    let mut changes = vec![put(format!("batch-{id}"), id as i64), put(format!("hot-{}", id % 37), id as i64)];
+    changes.push(set_add(id));
+    if id > 0 {
+        // A re-send of an earlier batch's change: merging it again changes nothing.
+        changes.push(set_add(id / 2));
+    }
+    changes
 }
 
 fn acknowledged(dir: &Path) -> Vec<u64> {
@@ -70,7 +97,8 @@ fn crash_child() {
         return; // Run normally, this test does nothing; the crash test starts it as a child.
     };
     let dir = PathBuf::from(dir);
-    let (engine, _) = open(&dir);
+    let settings = std::env::var(CHILD_SETTINGS_ENV).unwrap_or_default();
+    let (engine, _) = open(&dir, &settings);
     let mut next = acknowledged(&dir).last().map_or(0, |id| id + 1);
     // A kill may have cut the previous child's last line short: cut the file back to its
     // last newline (one syscall), so this child's first line does not glue onto it.
@@ -107,7 +135,16 @@ fn root_from_store(dir: &Path) -> u128 {
 }
 
 #[test]
-fn acknowledged_batches_survive_kill_9() {
+fn acknowledged_batches_survive_kill_9_with_a_tiny_cache_and_re_sends() {
+    crash_cycles("small");
+}
+
+#[test]
+fn acknowledged_batches_survive_kill_9_with_default_settings() {
+    crash_cycles("default");
+}
+
+fn crash_cycles(settings: &str) {
     let cycles: usize = std::env::var("WEFT_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let seed: u64 = std::env::var("WEFT_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
@@ -127,6 +164,7 @@ fn acknowledged_batches_survive_kill_9() {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR_ENV, dir.path())
+            .env(CHILD_SETTINGS_ENV, settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -136,7 +174,7 @@ fn acknowledged_batches_survive_kill_9() {
         child.wait().unwrap();
 
         let acked = acknowledged(dir.path());
-        let (engine, report) = open(dir.path());
+        let (engine, report) = open(dir.path(), settings);
         torn_tails += usize::from(report.wal.torn_tail.is_some());
         for id in &acked {
             let key = RecordKey::new(format!("batch-{id}")).unwrap();
@@ -145,15 +183,26 @@ fn acknowledged_batches_survive_kill_9() {
             assert_eq!(
                 value,
                 Some(Value::Int(*id as i64)),
-                "cycle {cycle} (seed {seed}): acknowledged batch {id} lost"
+                "{settings}, cycle {cycle} (seed {seed}): acknowledged batch {id} lost"
             );
+        }
+        let mut sets = std::collections::HashMap::new();
+        for id in &acked {
+            let set = sets.entry(id % SETS).or_insert_with(|| engine.read(&collection(), &set_key(*id)).unwrap());
+            let present = set.as_ref().is_some_and(|state| {
+                state
+                    .members
+                    .values()
+                    .any(|m| m.value == Value::Int(*id as i64) && m.live_tags(state.deleted).count() > 0)
+            });
+            assert!(present, "{settings}, cycle {cycle} (seed {seed}): acknowledged set add of batch {id} lost");
         }
         let root = engine.merkle_root(&collection());
         engine.close().unwrap();
         assert_eq!(
             root,
             root_from_store(dir.path()),
-            "cycle {cycle} (seed {seed}): merkle root differs from the store's"
+            "{settings}, cycle {cycle} (seed {seed}): merkle root differs from the store's"
         );
     }
     let acked = acknowledged(dir.path());

@@ -303,14 +303,46 @@ fn a_segment_cut_short_while_being_created_is_moved_aside() {
     let positions = write(dir.path(), WalConfig::default(), 0..5);
     let next = segment_file(dir.path(), positions[4].segment + 1);
     fs::write(&next, b"WEFT").unwrap(); // the crash hit between create and header write
+    // `verify` (read-only) and opening name the same damage: the short segment, from 0.
+    let verified = weft_storage::wal::verify(dir.path()).unwrap().torn_tail.unwrap();
     let (records, recovery) = read_all(dir.path()).unwrap();
     assert_eq!(payloads(&records), expected(0..5));
     let torn = recovery.torn_tail.unwrap();
     assert_eq!(torn.bytes, 4);
+    assert_eq!(torn.at, WalPosition { segment: positions[4].segment + 1, offset: 0 });
+    assert_eq!(torn, verified, "opening and verify describe the damage alike");
     assert!(
         dir.path().join("damaged").join(format!("{:020}.wal.incomplete-header", positions[4].segment + 1)).exists()
     );
     // And the log goes on.
     write(dir.path(), WalConfig::default(), 5..6);
     assert_eq!(payloads(&read_all(dir.path()).unwrap().0), expected(0..6));
+}
+
+/// Whatever the damage — a cut at any byte of the only segment, its header included,
+/// or a flipped byte anywhere in it — `verify` (read-only, what `weft wal verify` prints)
+/// and opening the log (what the server reports) describe it the same way: the same torn
+/// tail, or the same error.
+#[test]
+fn verify_and_opening_describe_every_damage_alike() {
+    let base = tempfile::tempdir().unwrap();
+    write(base.path(), WalConfig::default(), 0..3);
+    let full = fs::read(segment_file(base.path(), 1)).unwrap().len() as u64;
+    let mut damages: Vec<(&str, u64)> = (0..full).map(|cut| ("cut", cut)).collect();
+    damages.extend((0..full).map(|at| ("flip", at)));
+    for (kind, at) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let victim = segment_file(dir.path(), 1);
+        if kind == "cut" {
+            fs::OpenOptions::new().write(true).open(&victim).unwrap().set_len(at).unwrap();
+        } else {
+            let mut bytes = fs::read(&victim).unwrap();
+            bytes[at as usize] ^= 0x5a;
+            fs::write(&victim, bytes).unwrap();
+        }
+        let verified = weft_storage::wal::verify(dir.path()).map(|report| report.torn_tail).map_err(|e| e.to_string());
+        let opened = read_all(dir.path()).map(|(_, recovery)| recovery.torn_tail).map_err(|e| e.to_string());
+        assert_eq!(verified, opened, "{kind} at {at}");
+    }
 }

@@ -137,6 +137,12 @@ fn read_segment(dir: &Path, number: u64) -> Result<(PathBuf, Vec<u8>), WalError>
     Ok((path, bytes))
 }
 
+/// The damage of a last segment shorter than its header: the whole file, from offset 0
+/// of its own number (opening and `verify` describe it the same way).
+fn incomplete_header(segment: u64, bytes: u64) -> TornTail {
+    TornTail { at: WalPosition { segment, offset: 0 }, bytes, kind: TailKind::Incomplete }
+}
+
 /// Replays the log in `dir`: calls `visit` for every record after `after` (all records
 /// when `None`), truncates a torn tail, and returns where the next record goes. An
 /// empty directory gets its first segment.
@@ -147,7 +153,7 @@ pub fn recover(
 ) -> Result<Recovery, WalError> {
     fs::create_dir_all(dir).map_err(io("create", dir))?;
     let mut numbers = segment::list(dir)?;
-    let mut torn_header: Option<(u64, u64)> = None; // (segment, bytes) moved aside
+    let mut torn_header: Option<TornTail> = None; // the segment moved aside
     if let Some(&last) = numbers.last() {
         // A crash while a segment was being created leaves it shorter than its header: it
         // cannot hold a record, so it is moved aside and the log ends in the previous one.
@@ -160,7 +166,7 @@ pub fn recover(
             fs::rename(&path, &aside).map_err(io("move aside", &path))?;
             sync_dir(dir)?;
             numbers.pop();
-            torn_header = Some((last, len));
+            torn_header = Some(incomplete_header(last, len));
             if numbers.is_empty() {
                 create_segment(dir, last)?;
                 numbers.push(last);
@@ -210,10 +216,8 @@ pub fn recover(
         };
         recovery.end = WalPosition { segment: last, offset: end };
     }
-    if let Some((_, bytes)) = torn_header
-        && recovery.torn_tail.is_none()
-    {
-        recovery.torn_tail = Some(TornTail { at: recovery.end, bytes, kind: TailKind::Incomplete });
+    if recovery.torn_tail.is_none() {
+        recovery.torn_tail = torn_header;
     }
     // Records replayed from the page cache after a process crash may not be on disk yet;
     // sync the last segment before anything (a checkpoint) is built on them.
@@ -254,7 +258,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, WalError> {
         let path = segment::path(dir, number);
         let len = fs::metadata(&path).map_err(io("inspect", &path))?.len();
         if number == last && len < segment::HEADER_BYTES as u64 {
-            report.torn_tail = Some(TornTail { at: report.end, bytes: len, kind: TailKind::Incomplete });
+            report.torn_tail = Some(incomplete_header(number, len));
             continue;
         }
         let (_, bytes) = read_segment(dir, number)?;
