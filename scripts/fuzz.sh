@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the client and server frame decoders with cargo-fuzz (libFuzzer, nightly).
+# Fuzzes the client and server frame decoders and the query entry points (SQL text and
+# the JSON query model) with cargo-fuzz (libFuzzer, nightly).
 # Usage: scripts/fuzz.sh [seconds-per-target]   (default 60)
 # New crashes land in fuzz/artifacts/; copy each into core/tests/fuzz_regressions/ so
 # every test run replays it.
@@ -21,3 +22,8 @@ for target in decode_client_frame decode_server_frame decode_envelope; do
   cp core/tests/fuzz_regressions/* "fuzz/corpus/$target/" 2>/dev/null || true
   cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048
 done
+# Queries: seeded with statements of every accepted form and hostile ones; longer inputs
+# so operator chains can approach the parser's nesting bound.
+mkdir -p fuzz/corpus/parse_query
+cp core/tests/query_regressions/* fuzz/corpus/parse_query/ 2>/dev/null || true
+cargo +nightly fuzz run parse_query -- -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048

@@ -188,3 +188,89 @@ fn aggregates_group_count_sum_min_max_avg() {
     };
     assert_eq!(total.run(keys.iter().zip(documents.iter().cloned()))[0]["count"], Value::Int(0));
 }
+
+/// Runs `parse_sql` on a thread with the stack a server gives it and returns its
+/// outcome; a stack overflow would abort the test binary.
+fn parse_on_small_stack(sql: String) -> Result<SqlQuery, weft_core::query::SqlError> {
+    std::thread::Builder::new()
+        .stack_size(weft_core::query::SQL_PARSE_STACK_BYTES)
+        .spawn(move || parse_sql(&sql))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Statements shaped to build deep parse trees — long chains of every infix and postfix
+/// operator, nested parentheses and NOTs — never exhaust the stack: below the bound they
+/// parse (or are refused for what they ask), past it they are refused by name before a
+/// tree is built. Each runs at the bound's edge and far past it (the 4,000-term chain
+/// that aborted the server).
+#[test]
+fn statements_built_to_nest_deeply_are_refused_by_name_never_overflow_the_stack() {
+    let chains: [(&str, &str, &str); 8] = [
+        ("AND", "n = 1", " AND n = 1"),
+        ("OR", "n = 1", " OR n = 1"),
+        ("+", "n = 1", " + 1"),
+        ("||", "s = 'a'", " || 'a'"),
+        ("IS NULL", "n", " IS NULL"),
+        ("comparison", "n", " = n"),
+        ("LIKE", "s LIKE 'a%'", " AND s LIKE 'a%'"),
+        ("NOT", "NOT ", "NOT "),
+    ];
+    for (name, first, repeated) in chains {
+        for terms in [100, 300, 1_000, 4_000, 20_000] {
+            let mut sql = format!("SELECT * FROM todos WHERE {first}");
+            for _ in 0..terms {
+                sql.push_str(repeated);
+            }
+            if name == "NOT" {
+                sql.push_str("done");
+            }
+            let outcome = parse_on_small_stack(sql);
+            if terms >= 4_000 {
+                let error = outcome.expect_err(&format!("{name} × {terms} accepted"));
+                assert!(
+                    error.message.contains("too complex")
+                        || error.message.contains("too long")
+                        || error.message.contains("recursion"),
+                    "{name} × {terms}: {error}"
+                );
+            }
+        }
+    }
+    // Nested parentheses are sqlparser's own recursion limit.
+    let nested = format!("SELECT * FROM todos WHERE {}n = 1{}", "(".repeat(5_000), ")".repeat(5_000));
+    assert!(parse_on_small_stack(nested).is_err());
+    // Long IN lists of literals are not chains: they stay allowed.
+    let values: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+    let in_list = format!("SELECT * FROM todos WHERE n IN ({})", values.join(", "));
+    assert!(parse_on_small_stack(in_list).is_ok());
+}
+
+/// The SQL form refuses a WHERE clause the JSON form would refuse: more than 256
+/// conditions (the same limit, the same words).
+#[test]
+fn a_where_clause_past_the_json_forms_condition_limit_is_refused() {
+    let terms: Vec<String> = (0..300).map(|i| format!("n{i} = 1")).collect();
+    let sql = format!("SELECT * FROM todos WHERE {}", terms.join(" AND "));
+    let error = parse_on_small_stack(sql).unwrap_err();
+    assert!(error.message.contains("conditions, at most 256"), "{error}");
+}
+
+/// Every saved query input (fuzz seeds and inputs that once crashed, in
+/// `tests/query_regressions/`) parses or is refused without a panic, as SQL and as JSON.
+#[test]
+fn query_regressions_parse_or_are_refused_without_panicking() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/query_regressions");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+            let _ = Query::from_json(&json);
+        }
+        let _ = parse_on_small_stack(text);
+        count += 1;
+    }
+    assert!(count >= 5, "the regression inputs are there");
+}

@@ -332,6 +332,14 @@ impl Config {
                 "limits.batch_changes_max must be > 0 and frame_bytes_max >= 1024".into(),
             ));
         }
+        // Decoders recurse once per level: the bound is what keeps a hostile frame off
+        // the end of the stack, so it cannot be configured away.
+        if !(8..=64).contains(&self.limits.depth_max) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.depth_max is {}; it must be between 8 and 64",
+                self.limits.depth_max
+            )));
+        }
         for (collection, spec) in &self.collections {
             spec.compile().map_err(|error| ConfigError::Invalid(format!("collections.{collection}: {error}")))?;
         }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub node_id: NodeId,
     /// The server's clock: drift checks and server-stamped (JSON) writes.
     pub clock: Mutex<HlcClock<SystemClock>>,
+    /// Seals listing cursors that would otherwise name unreadable rows.
+    pub cursor_seal: crate::http::page_cursor::CursorSeal,
     next_connection: AtomicU64,
     /// Open WebSocket connections: shutdown waits for them to drain (hyper's graceful
     /// shutdown does not track upgraded connections).
@@ -88,6 +90,8 @@ impl AppState {
             log_id,
             node_id,
             clock: Mutex::new(clock),
+            cursor_seal: crate::http::page_cursor::CursorSeal::random()
+                .map_err(|e| format!("cannot draw page cursor keys from the OS random source: {e}"))?,
             next_connection: AtomicU64::new(1),
             open_connections: tokio::sync::watch::channel(0).0,
             shutdown: tokio::sync::watch::channel(false).0,

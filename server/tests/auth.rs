@@ -73,6 +73,57 @@ async fn missing_expired_forged_and_foreign_tokens_get_distinct_codes_on_both_tr
     server.stop().await;
 }
 
+/// With an issuer and audience configured, a correctly signed token that omits either,
+/// or carries one of the wrong type, is refused on both transports; so is a token whose
+/// `sub` is missing, empty or not a string (it would otherwise share `owner == ""` rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_tokens_missing_or_mistyping_iss_aud_or_sub_are_refused_on_both_transports() {
+    let server = InProcess::start(auth_config()).await;
+    let url = server.url();
+    let good = serde_json::json!({"sub": "alice", "roles": ["user"], "exp": now_s() + 600, "iss": "weft-tests", "aud": "weft"});
+    let cases: [(&str, Option<serde_json::Value>); 8] = [
+        ("iss", None),
+        ("iss", Some(123.into())),
+        ("aud", None),
+        ("aud", Some(serde_json::json!({"weft": true}))),
+        ("sub", None),
+        ("sub", Some("".into())),
+        ("sub", Some(7.into())),
+        ("sub", Some(serde_json::Value::Null)),
+    ];
+    for (claim, value) in cases {
+        let mut claims = good.clone();
+        match &value {
+            Some(value) => claims[claim] = value.clone(),
+            None => drop(claims.as_object_mut().unwrap().remove(claim)),
+        }
+        let token = token_with(SECRET, claims);
+        let code = ws_refusal(&url, Some(token.clone())).await;
+        assert!(matches!(code, ErrorCode::TokenInvalid | ErrorCode::TokenRejected), "WebSocket, {claim} = {value:?}");
+        let (status, http_code) = http_refusal(&url, Some(&token)).await;
+        assert_eq!((status, http_code), (401, code.as_u16()), "HTTP, {claim} = {value:?}");
+    }
+    server.stop().await;
+}
+
+/// A WebSocket session ends when its token expires (exp + leeway), with TokenExpired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_ends_when_its_token_expires() {
+    let mut config = auth_config();
+    config.auth.leeway_seconds = Some(0);
+    let server = InProcess::start(config).await;
+    let claims =
+        serde_json::json!({"sub": "alice", "roles": ["user"], "exp": now_s() + 2, "iss": "weft-tests", "aud": "weft"});
+    let (_sender, mut receiver, _) =
+        weft_client::raw::connect(&server.url(), NodeId(1), Some(token_with(SECRET, claims))).await.unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(10), receiver.recv()).await.expect("closed within 10 s");
+    match message.unwrap() {
+        Some(ServerMessage::Error { code: ErrorCode::TokenExpired, fatal: true, .. }) => {}
+        other => panic!("expected a fatal TokenExpired, got {other:?}"),
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_only_read_subscribe_and_write_the_rows_the_rules_allow() {
     let server = InProcess::start(auth_config()).await;
@@ -164,5 +215,67 @@ async fn users_only_read_subscribe_and_write_the_rows_the_rules_allow() {
         other => panic!("expected 403, got {other:?}"),
     }
     assert_eq!(admin.get(&todos(), "b1").unwrap()["title"], Value::from("bob's"), "nothing was defaced");
+    server.stop().await;
+}
+
+/// Paging a collection never names a row the caller may not read: `next` is the last
+/// row returned, or a sealed cursor when a page stops among unreadable rows, and
+/// following it returns exactly the readable rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_pages_never_name_rows_the_caller_cannot_read() {
+    let server = InProcess::start(auth_config()).await;
+    let url = server.url();
+    let write = |owner: &str, ids: Vec<String>| {
+        let writes: Vec<serde_json::Value> = ids
+            .into_iter()
+            .map(|id| serde_json::json!({"collection": "todos", "id": id, "fields": {"owner": owner}}))
+            .collect();
+        serde_json::json!({ "writes": writes })
+    };
+    let bob = HttpClient::new(&url, Some(token("bob", &["user"])));
+    for chunk in 0..12 {
+        let ids = (0..1000).map(|i| format!("b{:05}", chunk * 1000 + i)).collect();
+        bob.sync_json(&write("bob", ids)).await.unwrap();
+    }
+    let alice_token = token("alice", &["user"]);
+    let alice = HttpClient::new(&url, Some(alice_token.clone()));
+    alice.sync_json(&write("alice", vec!["a1".into(), "c1".into(), "c2".into()])).await.unwrap();
+    let http = reqwest::Client::new();
+    let mut after: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut sealed = 0;
+    for _ in 0..20 {
+        let mut request = http.get(format!("{url}/v1/collections/todos")).bearer_auth(&alice_token);
+        request = match &after {
+            Some(after) => request.query(&[("limit", "2"), ("after", after.as_str())]),
+            None => request.query(&[("limit", "2")]),
+        };
+        let body = request.send().await.unwrap().text().await.unwrap();
+        assert!(!body.contains("\"b0") && !body.contains("\"b1"), "a page names bob's rows: {body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for record in page["records"].as_array().unwrap() {
+            seen.push(record["id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            None => break,
+            Some(next) => {
+                assert!(next.starts_with("s1.") || ["a1", "c1", "c2"].contains(&next), "next {next:?}");
+                sealed += usize::from(next.starts_with("s1."));
+                after = Some(next.to_owned());
+            }
+        }
+    }
+    assert_eq!(seen, ["a1", "c1", "c2"]);
+    assert!(sealed >= 1, "the 12,000 unreadable rows exceed one page's scan budget");
+    // A cursor altered by the client is refused by name.
+    let response = http
+        .get(format!("{url}/v1/collections/todos"))
+        .bearer_auth(&alice_token)
+        .query(&[("after", "s1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("cursor"));
     server.stop().await;
 }

@@ -233,3 +233,45 @@ async fn a_subscriber_that_stops_reading_is_disconnected_and_writers_are_unaffec
     drop(slow);
     server.stop().await;
 }
+
+/// Queries built to nest deeply — 4,000 ANDs as `text/plain`, an 8,000-term OR chain as
+/// JSON `{"sql": …}`, 5,000 terms over the WebSocket query message — are refused with an
+/// error naming why, and the server process keeps serving (they once overflowed a
+/// worker's stack and aborted it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_built_to_nest_deeply_are_refused_and_the_server_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Process::spawn(dir.path(), free_port());
+    server.ready().await;
+    let chain = |terms: usize, op: &str| {
+        let mut sql = "SELECT * FROM todos WHERE n = 1".to_owned();
+        for _ in 0..terms {
+            sql.push_str(&format!(" {op} n = 1"));
+        }
+        sql
+    };
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/query", server.url());
+    let plain = http.post(&url).header("content-type", "text/plain").body(chain(4_000, "AND")).send().await.unwrap();
+    assert_eq!(plain.status(), 400);
+    let body = plain.text().await.unwrap();
+    assert!(body.contains("too complex"), "{body}");
+    let json = http.post(&url).json(&serde_json::json!({ "sql": chain(8_000, "OR") })).send().await.unwrap();
+    assert_eq!(json.status(), 400);
+    assert!(json.text().await.unwrap().contains("too complex"));
+    let (mut sender, mut receiver, _) = weft_client::raw::connect(&server.url(), NodeId(5), None).await.unwrap();
+    // 5,000 terms of "AND n=1" fit the 64 KiB query text limit.
+    let mut text = "SELECT * FROM todos WHERE n=1".to_owned();
+    for _ in 0..5_000 {
+        text.push_str(" AND n=1");
+    }
+    assert!(text.len() < 64 * 1024);
+    sender.send(&ClientMessage::Query { request_id: 1, query: text }).await.unwrap();
+    let message = expect_error(&mut receiver, ErrorCode::Malformed, "deep WebSocket query").await;
+    assert!(message.contains("too complex"), "{message}");
+    still_usable(&mut sender, &mut receiver, 1).await;
+    assert!(server.child.try_wait().unwrap().is_none(), "the server process is still running");
+    let health = reqwest::get(format!("{}/health/ready", server.url())).await.unwrap();
+    assert!(health.status().is_success());
+    server.kill9();
+}

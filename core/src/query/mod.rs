@@ -32,4 +32,4 @@ pub use path::{FieldPath, PATH_SEGMENTS_MAX};
 pub use predicate::{FieldLookup, Predicate};
 pub use scan::{PARALLEL_SCAN_MIN, filter_records};
 #[cfg(feature = "sql")]
-pub use sql::{SqlError, SqlQuery, parse_sql};
+pub use sql::{SQL_NESTING_TOKENS_MAX, SQL_PARSE_STACK_BYTES, SQL_TOKENS_MAX, SqlError, SqlQuery, parse_sql};

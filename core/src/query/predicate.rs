@@ -113,7 +113,27 @@ impl Predicate {
         }
     }
 
-    /// Number of nodes (bounded by the JSON reader).
+    /// The number of nodes and the depth of the tree, walked with an explicit stack (so
+    /// it is safe on any tree, however deep).
+    pub fn extent(&self) -> (usize, usize) {
+        let mut nodes = 0;
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1usize)];
+        while let Some((predicate, depth)) = stack.pop() {
+            nodes += 1;
+            deepest = deepest.max(depth);
+            match predicate {
+                Predicate::And(items) | Predicate::Or(items) => {
+                    stack.extend(items.iter().map(|item| (item, depth + 1)))
+                }
+                Predicate::Not(inner) => stack.push((inner, depth + 1)),
+                _ => {}
+            }
+        }
+        (nodes, deepest)
+    }
+
+    /// Number of nodes (bounded by the JSON reader and the SQL translation).
     pub fn size(&self) -> usize {
         match self {
             Predicate::And(items) | Predicate::Or(items) => 1 + items.iter().map(Predicate::size).sum::<usize>(),

@@ -14,6 +14,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 use super::aggregate::{Aggregate, AggregateFn, AggregateQuery};
+use super::json::{PREDICATE_DEPTH_MAX, PREDICATE_NODES_MAX};
 use super::model::{Nulls, OrderBy, Query};
 use super::path::FieldPath;
 use super::predicate::Predicate;
@@ -53,8 +54,87 @@ fn invalid(message: String, node: &impl Spanned) -> SqlError {
     SqlError { message, line: start.line, column: start.column }
 }
 
+/// Most tokens of a statement that can each add a level to the parsed tree: everything
+/// but whitespace, commas, parentheses, numbers and quoted strings (so `IN` lists of
+/// literals stay unlimited). sqlparser bounds its own recursion, but not chains of
+/// infix or postfix operators (`a = 1 AND a = 1 AND …`, `x IS NULL IS NULL …`): each
+/// term adds a level to a tree that its `Drop`, its span walk and our translation then
+/// recurse over. This bound, checked on the tokens before parsing, keeps every such walk
+/// within a thread stack of [`SQL_PARSE_STACK_BYTES`].
+pub const SQL_NESTING_TOKENS_MAX: usize = 1_024;
+
+/// Stack a thread needs to parse any statement [`parse_sql`] accepts or refuses: the
+/// nesting bound times the largest frame of the walks over a parse tree (sqlparser's
+/// span and drop, this module's translation), in a debug build, with a wide margin. A
+/// server runs the parse on a thread of its own with this stack (tested at this size).
+pub const SQL_PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// Most tokens of any kind in a statement (bounds the work of parsing one).
+pub const SQL_TOKENS_MAX: usize = 100_000;
+
+/// Refuses statements whose parse tree could be deep enough to exhaust the stack, before
+/// any tree exists (see [`SQL_NESTING_TOKENS_MAX`]). The tokenizer is iterative.
+fn check_size(sql: &str) -> Result<(), SqlError> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|error| SqlError {
+        message: format!("syntax: {}", error.message),
+        line: error.location.line,
+        column: error.location.column,
+    })?;
+    if tokens.len() > SQL_TOKENS_MAX {
+        let at = tokens[SQL_TOKENS_MAX].span.start;
+        return Err(SqlError {
+            message: format!("statement too long: more than {SQL_TOKENS_MAX} tokens"),
+            line: at.line,
+            column: at.column,
+        });
+    }
+    let mut nesting = 0;
+    for token in &tokens {
+        let counted = !matches!(
+            token.token,
+            Token::Whitespace(_)
+                | Token::Comma
+                | Token::LParen
+                | Token::RParen
+                | Token::Number(..)
+                | Token::SingleQuotedString(_)
+                | Token::DoubleQuotedString(_)
+                | Token::EOF
+        );
+        nesting += usize::from(counted);
+        if nesting > SQL_NESTING_TOKENS_MAX {
+            let at = token.span.start;
+            return Err(SqlError {
+                message: format!(
+                    "statement too complex: more than {SQL_NESTING_TOKENS_MAX} keywords, names and operators \
+                     (long AND/OR chains: use IN (...) or split the query)"
+                ),
+                line: at.line,
+                column: at.column,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a WHERE clause past the limits the JSON form has ([`PREDICATE_NODES_MAX`]
+/// conditions, [`PREDICATE_DEPTH_MAX`] levels), so both forms accept the same queries.
+fn check_predicate(filter: &Predicate, expr: &Expr) -> Result<(), SqlError> {
+    let (nodes, depth) = filter.extent();
+    if nodes > PREDICATE_NODES_MAX {
+        return Err(invalid(format!("WHERE has {nodes} conditions, at most {PREDICATE_NODES_MAX} allowed"), expr));
+    }
+    if depth > PREDICATE_DEPTH_MAX {
+        return Err(invalid(format!("WHERE is nested {depth} deep, at most {PREDICATE_DEPTH_MAX} allowed"), expr));
+    }
+    Ok(())
+}
+
 /// Parses one `SELECT` statement.
 pub fn parse_sql(sql: &str) -> Result<SqlQuery, SqlError> {
+    check_size(sql)?;
     let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|error| {
         let text = error.to_string();
         // sqlparser reports "... at Line: L, Column: C"; keep its words, lift the place.
@@ -107,7 +187,11 @@ fn statement_query(statement: &Statement) -> Result<SqlQuery, SqlError> {
     }
     let collection = collection(select)?;
     let filter = match &select.selection {
-        Some(expr) => predicate(expr)?,
+        Some(expr) => {
+            let filter = predicate(expr)?;
+            check_predicate(&filter, expr)?;
+            filter
+        }
         None => Predicate::True,
     };
     let group_by = match &select.group_by {

@@ -192,7 +192,12 @@ impl Verifier {
             )));
         }
         let mut validation = Validation::new(header.alg);
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience is required in every token, not only checked
+        // when present; `sub` names the caller that rules compare rows with.
+        let mut required = vec!["exp", "sub"];
+        required.extend(self.config.issuer.as_ref().map(|_| "iss"));
+        required.extend(self.config.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = self.config.leeway_seconds.unwrap_or(30);
@@ -206,7 +211,7 @@ impl Verifier {
         let mut last = AuthError::Invalid("no key verified the signature".to_owned());
         for key in candidates {
             match jsonwebtoken::decode::<BTreeMap<String, serde_json::Value>>(token, &key.key, &validation) {
-                Ok(data) => return Ok(self.principal(data.claims)),
+                Ok(data) => return self.principal(data.claims),
                 Err(error) => {
                     last = match error.kind() {
                         ErrorKind::ExpiredSignature => return Err(AuthError::Expired),
@@ -216,6 +221,11 @@ impl Verifier {
                             return Err(AuthError::Invalid(format!("the {claim} claim is required")));
                         }
                         ErrorKind::InvalidSignature => AuthError::Invalid("signature does not verify".to_owned()),
+                        ErrorKind::Json(reason) => {
+                            return Err(AuthError::Invalid(format!(
+                                "a registered claim (sub, iss, aud, exp, nbf) has the wrong type: {reason}"
+                            )));
+                        }
                         _ => AuthError::Invalid(error.to_string()),
                     }
                 }
@@ -224,8 +234,45 @@ impl Verifier {
         Err(last)
     }
 
-    fn principal(&self, claims: BTreeMap<String, serde_json::Value>) -> Principal {
-        let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    /// The caller named by verified claims. The library has checked the signature and
+    /// the registered claims it knows; their types are checked here again, by name, so
+    /// that no claim of the wrong type (`iss: 123`, `sub: 7`) is ever read as absent.
+    fn principal(&self, claims: BTreeMap<String, serde_json::Value>) -> Result<Principal, AuthError> {
+        let sub = match claims.get("sub") {
+            Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            Some(serde_json::Value::String(_)) => return Err(AuthError::Invalid("the sub claim is empty".to_owned())),
+            Some(_) => return Err(AuthError::Invalid("the sub claim must be a string".to_owned())),
+            None => return Err(AuthError::Invalid("the sub claim is required".to_owned())),
+        };
+        if let Some(issuer) = &self.config.issuer {
+            match claims.get("iss") {
+                Some(serde_json::Value::String(iss)) if iss == issuer => {}
+                Some(serde_json::Value::String(_)) => return Err(AuthError::Rejected("wrong issuer".to_owned())),
+                Some(_) => return Err(AuthError::Invalid("the iss claim must be a string".to_owned())),
+                None => return Err(AuthError::Invalid("the iss claim is required".to_owned())),
+            }
+        }
+        if let Some(audience) = &self.config.audience {
+            let ours = |value: &serde_json::Value| value.as_str() == Some(audience.as_str());
+            let listed = match claims.get("aud") {
+                None => return Err(AuthError::Invalid("the aud claim is required".to_owned())),
+                Some(aud @ serde_json::Value::String(_)) => ours(aud),
+                Some(serde_json::Value::Array(items)) if items.iter().all(serde_json::Value::is_string) => {
+                    items.iter().any(ours)
+                }
+                Some(_) => {
+                    return Err(AuthError::Invalid("the aud claim must be a string or a list of strings".to_owned()));
+                }
+            };
+            if !listed {
+                return Err(AuthError::Rejected("wrong audience".to_owned()));
+            }
+        }
+        let leeway = self.config.leeway_seconds.unwrap_or(30);
+        let expires_at_s = match claims.get("exp").and_then(serde_json::Value::as_f64) {
+            Some(exp) if exp.is_finite() && exp >= 0.0 => Some((exp as u64).saturating_add(leeway)),
+            _ => return Err(AuthError::Invalid("the exp claim must be a number of seconds".to_owned())),
+        };
         let roles_claim = self.config.roles_claim.as_deref().unwrap_or("roles");
         let roles = match claims.get(roles_claim) {
             Some(serde_json::Value::String(role)) => vec![role.clone()],
@@ -234,7 +281,7 @@ impl Verifier {
             }
             _ => Vec::new(),
         };
-        Principal { sub, roles, claims }
+        Ok(Principal { sub, roles, claims, expires_at_s })
     }
 }
 
@@ -284,5 +331,41 @@ mod tests {
         assert_eq!(error.code(), ErrorCode::TokenInvalid);
         assert!(error.to_string().contains("exp"), "{error}");
         assert_eq!(verifier.verify("not.a.token").unwrap_err().code(), ErrorCode::TokenInvalid);
+    }
+
+    /// With an issuer and an audience configured, each must be present and a string (or
+    /// a list of strings, for `aud`); `sub` must be a non-empty string. Each refusal
+    /// names the claim.
+    #[test]
+    fn configured_claims_are_required_and_sub_must_name_someone() {
+        let verifier = Verifier::new(&config()).unwrap();
+        let good = serde_json::json!({"sub": "alice", "exp": now() + 600, "iss": "weft-test", "aud": ["x", "weft"]});
+        assert!(verifier.verify(&token("secret", good.clone())).is_ok());
+        let cases: [(&str, Option<serde_json::Value>, &str); 9] = [
+            ("iss", None, "iss"),
+            ("iss", Some(123.into()), "iss"),
+            ("aud", None, "aud"),
+            ("aud", Some(7.into()), "aud"),
+            ("aud", Some(serde_json::json!(["other"])), "audience"),
+            ("sub", None, "sub"),
+            ("sub", Some(42.into()), "sub"),
+            ("sub", Some("".into()), "sub"),
+            ("sub", Some(serde_json::json!({"id": "alice"})), "claim"),
+        ];
+        for (claim, value, named) in cases {
+            let mut claims = good.clone();
+            match &value {
+                Some(value) => claims[claim] = value.clone(),
+                None => drop(claims.as_object_mut().unwrap().remove(claim)),
+            }
+            let error = verifier.verify(&token("secret", claims)).unwrap_err();
+            assert!(
+                matches!(error.code(), ErrorCode::TokenInvalid | ErrorCode::TokenRejected),
+                "{claim} = {value:?}: {error}"
+            );
+            assert!(error.to_string().contains(named), "{claim} = {value:?}: {error} should name {named}");
+        }
+        let principal = verifier.verify(&token("secret", good)).unwrap();
+        assert!(principal.expires_at_s.is_some_and(|at| at >= now() + 600));
     }
 }

@@ -15,11 +15,14 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// Every claim of the token, for rule conditions such as `team == auth.team`.
     pub claims: BTreeMap<String, serde_json::Value>,
+    /// When the token stops being valid (its `exp` plus the configured leeway), in
+    /// seconds since the Unix epoch; `None` in dev mode. A WebSocket session ends then.
+    pub expires_at_s: Option<u64>,
 }
 
 impl Principal {
     /// The caller in dev mode, where auth is off.
     pub fn dev() -> Principal {
-        Principal { sub: "dev".to_owned(), roles: vec!["dev".to_owned()], claims: BTreeMap::new() }
+        Principal { sub: "dev".to_owned(), roles: vec!["dev".to_owned()], claims: BTreeMap::new(), expires_at_s: None }
     }
 }

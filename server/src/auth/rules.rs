@@ -237,7 +237,12 @@ mod tests {
     use super::*;
 
     fn user(sub: &str, roles: &[&str]) -> Principal {
-        Principal { sub: sub.into(), roles: roles.iter().map(|r| r.to_string()).collect(), claims: BTreeMap::new() }
+        Principal {
+            sub: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            claims: BTreeMap::new(),
+            expires_at_s: None,
+        }
     }
 
     fn rules() -> Rules {

@@ -9,6 +9,7 @@
 //! - everything else: files of `static_dir`, the example app ([`static_files`]).
 
 pub mod health;
+pub mod page_cursor;
 pub mod query;
 pub mod records;
 pub mod static_files;

@@ -27,11 +27,14 @@ pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         let principal = principal(&state, &headers)?;
         let content_type =
             headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-        let parsed = parse_request(content_type, &body)?;
+        let content_type = content_type.to_owned();
         let task_state = Arc::clone(&state);
-        tokio::task::spawn_blocking(move || run(&task_state, &principal, &parsed))
-            .await
-            .map_err(|_| OpError::new(ErrorCode::Internal, "query failed inside the server"))?
+        tokio::task::spawn_blocking(move || {
+            let parsed = parse_request(&content_type, &body)?;
+            run(&task_state, &principal, &parsed)
+        })
+        .await
+        .map_err(|_| OpError::new(ErrorCode::Internal, "query failed inside the server"))?
     }
     .await;
     match result {

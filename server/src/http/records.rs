@@ -12,6 +12,7 @@ use weft_core::key::{CollectionName, RecordKey};
 use weft_core::protocol::ErrorCode;
 use weft_core::value::{Document, document_to_json};
 
+use super::page_cursor::Start;
 use super::{error_response, principal};
 use crate::auth::rules::{Access, Operation};
 use crate::state::AppState;
@@ -68,8 +69,18 @@ pub async fn get_record(
     result.unwrap_or_else(|error| error_response(&state, &error))
 }
 
-/// `GET /v1/collections/{c}?after=KEY&limit=N`: `{"records": [...], "next": KEY|null}`;
-/// pass `next` as `after` for the following page.
+/// Most rows one page reads while looking for readable ones, per row asked for (at least
+/// [`SCAN_BUDGET_MIN`]): a caller who may read few rows of a large collection gets short
+/// pages with a sealed `next`, not one request that scans everything.
+const SCAN_BUDGET_PER_ROW: usize = 10;
+/// The smallest scan budget of a page.
+const SCAN_BUDGET_MIN: usize = 10_000;
+
+/// `GET /v1/collections/{c}?after=KEY&limit=N`: `{"records": [...], "next": CURSOR|null}`;
+/// pass `next` as `after` for the following page. Rows the caller may not read are
+/// skipped, and never named: `next` is the key of the last row returned, or, when the
+/// page's scan budget ran out among unreadable rows, a sealed cursor
+/// ([`super::page_cursor`]).
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(collection): Path<String>,
@@ -85,26 +96,53 @@ pub async fn list(
             None => 100,
         }
         .clamp(1, PAGE_LIMIT_MAX);
-        let after = match query.get("after") {
-            Some(key) => {
-                Some(RecordKey::new(key.as_str()).map_err(|e| OpError::new(ErrorCode::InvalidName, e.to_string()))?)
-            }
-            None => None,
-        };
+        let start = state
+            .cursor_seal
+            .start(query.get("after").map(String::as_str))
+            .map_err(|reason| OpError::new(ErrorCode::Malformed, reason))?;
         let engine = Arc::clone(state.engine()?);
-        let scan_collection = collection.clone();
-        let rows = tokio::task::spawn_blocking(move || engine.scan(&scan_collection, after.as_ref(), limit))
-            .await
-            .map_err(|_| OpError::new(ErrorCode::Internal, "scan failed inside the server"))??;
-        let next = (rows.len() == limit).then(|| rows.last().map(|(key, _)| key.as_str().to_owned())).flatten();
-        let records: Vec<serde_json::Value> = rows
-            .iter()
-            .filter_map(|(key, record)| {
-                let document = record.state.document()?;
-                access.allows(Some(&document)).then(|| record_json(key, &document))
-            })
-            .collect();
-        Ok::<_, OpError>(axum::Json(serde_json::json!({ "records": records, "next": next })).into_response())
+        let shared = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || {
+            let mut after = match start {
+                Start::First => None,
+                Start::After(key) => Some(key),
+            };
+            let budget = limit.saturating_mul(SCAN_BUDGET_PER_ROW).max(SCAN_BUDGET_MIN);
+            let mut scanned = 0;
+            let mut records = Vec::with_capacity(limit);
+            let mut last_returned: Option<RecordKey> = None;
+            let next = loop {
+                let chunk = (limit - records.len()).max(100).min(budget - scanned);
+                let rows = engine.scan(&collection, after.as_ref(), chunk)?;
+                scanned += rows.len();
+                let exhausted = rows.len() < chunk;
+                for (key, record) in &rows {
+                    after = Some(key.clone());
+                    let Some(document) = record.state.document() else { continue };
+                    if access.allows(Some(&document)) {
+                        records.push(record_json(key, &document));
+                        last_returned = Some(key.clone());
+                        if records.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                if records.len() == limit {
+                    // More may follow: continue after the last row returned.
+                    break last_returned.map(|key| key.as_str().to_owned());
+                }
+                if exhausted {
+                    break None;
+                }
+                if scanned >= budget {
+                    // Stopped among rows the caller may not read: the position is sealed.
+                    break after.as_ref().map(|key| shared.cursor_seal.seal(key));
+                }
+            };
+            Ok::<_, OpError>(axum::Json(serde_json::json!({ "records": records, "next": next })).into_response())
+        })
+        .await
+        .map_err(|_| OpError::new(ErrorCode::Internal, "scan failed inside the server"))?
     }
     .await;
     result.unwrap_or_else(|error| error_response(&state, &error))

@@ -7,7 +7,7 @@
 
 use weft_core::key::{CollectionName, RecordKey};
 use weft_core::protocol::{ErrorCode, ServerMessage};
-use weft_core::query::{Plan, Query, SqlQuery, execute, keyset_to_json, parse_sql, plan};
+use weft_core::query::{Plan, Query, SQL_PARSE_STACK_BYTES, SqlQuery, execute, keyset_to_json, parse_sql, plan};
 use weft_core::value::{Document, Value, document_to_json};
 
 use super::OpError;
@@ -23,16 +23,32 @@ fn bad(message: String) -> OpError {
     OpError::new(ErrorCode::Malformed, message)
 }
 
-/// Reads the request into a query.
+/// Parses SQL on a thread of its own with the stack the parser is tested with
+/// ([`SQL_PARSE_STACK_BYTES`]): every walk over a parse tree is bounded by the parser's
+/// nesting limit, and this makes the stack that bound needs certain, whatever thread the
+/// request arrived on. Blocking: call from a blocking thread.
+fn parse_sql_text(sql: &str) -> Result<SqlQuery, OpError> {
+    let sql = sql.to_owned();
+    let parser = std::thread::Builder::new()
+        .name("weft-sql-parse".to_owned())
+        .stack_size(SQL_PARSE_STACK_BYTES)
+        .spawn(move || parse_sql(&sql))
+        .map_err(|e| OpError::new(ErrorCode::Unavailable, format!("cannot start a SQL parser thread: {e}")))?;
+    let parsed =
+        parser.join().map_err(|_| OpError::new(ErrorCode::Internal, "the SQL parser failed inside the server"))?;
+    parsed.map_err(|e| bad(format!("SQL: {e}")))
+}
+
+/// Reads the request into a query (blocking: SQL is parsed on a thread of its own).
 pub fn parse_request(content_type: &str, body: &[u8]) -> Result<SqlQuery, OpError> {
     if content_type.starts_with("text/plain") || content_type.starts_with("application/sql") {
         let sql = std::str::from_utf8(body).map_err(|_| bad("SQL text is not UTF-8".to_owned()))?;
-        return parse_sql(sql).map_err(|e| bad(format!("SQL: {e}")));
+        return parse_sql_text(sql);
     }
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
     match json.get("sql") {
-        Some(serde_json::Value::String(sql)) => parse_sql(sql).map_err(|e| bad(format!("SQL: {e}"))),
+        Some(serde_json::Value::String(sql)) => parse_sql_text(sql),
         Some(_) => Err(bad("`sql` must be a string".to_owned())),
         None => Query::from_json(&json).map(SqlQuery::Select).map_err(|e| bad(e.to_string())),
     }
@@ -136,7 +152,7 @@ pub fn parse_text(text: &str) -> Result<SqlQuery, OpError> {
     if text.trim_start().starts_with('{') {
         parse_request("application/json", text.as_bytes())
     } else {
-        parse_sql(text).map_err(|e| bad(format!("SQL: {e}")))
+        parse_sql_text(text)
     }
 }
 

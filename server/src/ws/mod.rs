@@ -124,6 +124,12 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
     state.metrics.connections.dec();
 }
 
+/// How long until `at_s` (seconds since the Unix epoch); zero if it has passed.
+fn until_unix_s(at_s: u64) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(at_s).saturating_sub(now)
+}
+
 /// A batch on its way to an ack.
 enum Pending {
     Appended { batch_id: BatchId, appended: Appended, changes: usize, received: Instant },
@@ -195,8 +201,27 @@ impl Connection {
             Next::Continue if self.principal.is_some() => {}
             _ => return false,
         }
+        // A session never outlives its token: at `exp` (plus leeway) it ends with
+        // TokenExpired, and the client reconnects with a fresh token.
+        let expires_at_s = self.principal.as_ref().and_then(|principal| principal.expires_at_s);
+        let expired = async move {
+            match expires_at_s {
+                Some(at) => tokio::time::sleep(until_unix_s(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             tokio::select! {
+                () = &mut expired => {
+                    let at = expires_at_s.unwrap_or_default();
+                    let error = OpError::new(
+                        ErrorCode::TokenExpired,
+                        format!("the session's token expired (exp + leeway = {at} s since the epoch); reconnect with a fresh token"),
+                    );
+                    self.refuse(error, true).await;
+                    return false;
+                }
                 () = self.out.closed() => return false,
                 changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return true },
                 message = stream.next() => match message {
