@@ -25,6 +25,10 @@ pub struct Config {
     pub dev_allow_remote: bool,
     /// A directory of static files served at `/` (the example app), if any.
     pub static_dir: Option<PathBuf>,
+    /// Web origins (`https://app.example`) whose pages may call the API besides the
+    /// server's own (and, in dev mode, loopback origins). Empty outside dev mode: any
+    /// origin, since every request needs a token (see docs/server.md).
+    pub allowed_origins: Vec<String>,
     /// Token verification.
     pub auth: AuthConfig,
     /// Limits on what one client may send.
@@ -45,6 +49,7 @@ impl Default for Config {
             dev: false,
             dev_allow_remote: false,
             static_dir: None,
+            allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
@@ -166,12 +171,14 @@ enum EnvKind {
     Text,
     Integer,
     Bool,
+    /// Comma-separated.
+    List,
 }
 
 /// The type of a setting an environment variable may set, or `None` if there is none.
 fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
     let known: &[&str] = match section {
-        None => &["data_dir", "listen", "dev", "dev_allow_remote", "static_dir"],
+        None => &["data_dir", "listen", "dev", "dev_allow_remote", "static_dir", "allowed_origins"],
         Some("auth") => &[
             "hs256_secret",
             "rs256_public_key",
@@ -203,6 +210,7 @@ fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
     }
     Some(match (section, key) {
         (None, "dev" | "dev_allow_remote") => EnvKind::Bool,
+        (None, "allowed_origins") => EnvKind::List,
         (Some("limits" | "storage"), _) | (Some("auth"), "leeway_seconds") => EnvKind::Integer,
         _ => EnvKind::Text,
     })
@@ -273,6 +281,14 @@ impl Config {
             };
             let parsed = match kind {
                 EnvKind::Text => toml::Value::String(value.clone()),
+                EnvKind::List => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| toml::Value::String(item.to_owned()))
+                        .collect(),
+                ),
                 EnvKind::Integer => toml::Value::Integer(
                     value
                         .trim()
@@ -359,6 +375,7 @@ impl Config {
         line("listen", self.listen.to_string());
         line("dev", self.dev.to_string());
         line("static_dir", opt(&self.static_dir));
+        line("allowed_origins", format!("{:?}", self.allowed_origins));
         line("auth.hs256_secret", auth.hs256_secret.as_ref().map_or("-".into(), |_| "****".into()));
         line("auth.rs256_public_key", opt(&auth.rs256_public_key));
         line("auth.eddsa_public_key", opt(&auth.eddsa_public_key));

@@ -275,3 +275,77 @@ async fn queries_built_to_nest_deeply_are_refused_and_the_server_survives() {
     assert!(health.status().is_success());
     server.kill9();
 }
+
+/// `--dev` has no auth, so it only serves pages from loopback origins: a WebSocket
+/// upgrade or a simple `text/plain` POST from another origin, or a request addressed to
+/// a non-loopback name (DNS rebinding), is refused with Forbidden before it does anything.
+/// Pages from loopback origins and clients that send no `Origin` work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_refuses_pages_from_other_origins_and_rebound_host_names() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = InProcess::start(dev_config()).await;
+    let ws_url = format!("ws://{}/v1/ws", server.address);
+    let upgrade = |origin: Option<&'static str>| {
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request.headers_mut().insert("origin", origin.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade(Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a cross-origin upgrade must be refused, got {:?}", other.map(|_| ())),
+    }
+    for origin in [Some("http://localhost:5173"), Some("http://127.0.0.1:7070"), None] {
+        assert!(upgrade(origin).await.is_ok(), "upgrade from {origin:?}");
+    }
+    let http = reqwest::Client::new();
+    for (path, body) in [("/v1/query", "SELECT * FROM todos"), ("/v1/sync", r#"{"writes":[]}"#)] {
+        let url = format!("{}{path}", server.url());
+        let response = http
+            .post(&url)
+            .header("content-type", "text/plain")
+            .header("origin", "https://evil.example")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+        assert!(response.text().await.unwrap().contains("evil.example"));
+        let rebound = http.post(&url).header("host", "evil.example:7070").body(body).send().await.unwrap();
+        assert_eq!(rebound.status(), 403, "{path} addressed to a rebound name");
+    }
+    let local = http
+        .post(format!("{}/v1/query", server.url()))
+        .header("content-type", "text/plain")
+        .header("origin", "http://localhost:3000")
+        .body("SELECT * FROM todos")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.status(), 200);
+    server.stop().await;
+}
+
+/// Outside dev mode, with `allowed_origins` set, only those origins and the server's own
+/// may call the API from a browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_origins_limit_which_pages_may_call_the_api() {
+    let mut config = auth_config();
+    config.allowed_origins = vec!["https://app.example".to_owned()];
+    let server = InProcess::start(config).await;
+    let http = reqwest::Client::new();
+    let own = format!("http://{}", server.address);
+    for (origin, status) in [("https://app.example", 200), (own.as_str(), 200), ("https://evil.example", 403)] {
+        let response = http
+            .post(format!("{}/v1/query", server.url()))
+            .bearer_auth(token("alice", &["admin"]))
+            .header("origin", origin)
+            .json(&serde_json::json!({"sql": "SELECT * FROM todos"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "origin {origin}");
+    }
+    server.stop().await;
+}

@@ -7,8 +7,11 @@
 //! - `POST /v1/query` — one-shot queries, JSON query model or SQL ([`query`]).
 //! - `GET /health/live`, `GET /health/ready`, `GET /metrics` ([`health`]).
 //! - everything else: files of `static_dir`, the example app ([`static_files`]).
+//!
+//! The `/v1` routes refuse browser requests from origins they do not trust ([`origin`]).
 
 pub mod health;
+pub mod origin;
 pub mod page_cursor;
 pub mod query;
 pub mod records;
@@ -29,12 +32,16 @@ use crate::sync::OpError;
 
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Every API route checks where a browser request comes from ([`origin`]).
+    let api = Router::new()
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/query", post(query::query))
         .route("/v1/collections/{collection}", get(records::list))
         .route("/v1/collections/{collection}/records/{id}", get(records::get_record))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), origin::guard));
+    Router::new()
+        .merge(api)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
