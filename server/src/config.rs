@@ -107,6 +107,14 @@ pub struct LimitsConfig {
     pub inflight_batches: usize,
     /// Largest accepted lead of a client's HLC over the server clock, in milliseconds.
     pub max_drift_ms: u64,
+    /// Most open HTTP connections (WebSockets included until they upgrade); past it new
+    /// connections are closed at once.
+    pub http_connections_max: usize,
+    /// Time a connection has to send a request's headers — also the longest a kept-alive
+    /// connection may sit idle between requests — in milliseconds.
+    pub request_header_timeout_ms: u64,
+    /// Time a request has to send its whole body, in milliseconds.
+    pub request_body_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -119,6 +127,9 @@ impl Default for LimitsConfig {
             ops_burst: 400_000,
             subscriptions_max: 64,
             connections_per_ip: 1024,
+            http_connections_max: 4096,
+            request_header_timeout_ms: 10_000,
+            request_body_timeout_ms: 30_000,
             outbound_queue_frames: 1024,
             inflight_batches: 64,
             max_drift_ms: weft_core::hlc::MAX_DRIFT_MS_DEFAULT,
@@ -201,6 +212,9 @@ fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
             "outbound_queue_frames",
             "inflight_batches",
             "max_drift_ms",
+            "http_connections_max",
+            "request_header_timeout_ms",
+            "request_body_timeout_ms",
         ],
         Some("storage") => &["flush_records", "cache_records", "group_commit_delay_us", "checkpoint_interval_s"],
         Some(_) => &[],
@@ -394,6 +408,9 @@ impl Config {
         line("limits.outbound_queue_frames", limits.outbound_queue_frames.to_string());
         line("limits.inflight_batches", limits.inflight_batches.to_string());
         line("limits.max_drift_ms", limits.max_drift_ms.to_string());
+        line("limits.http_connections_max", limits.http_connections_max.to_string());
+        line("limits.request_header_timeout_ms", limits.request_header_timeout_ms.to_string());
+        line("limits.request_body_timeout_ms", limits.request_body_timeout_ms.to_string());
         let storage = &self.storage;
         line("storage.flush_records", storage.flush_records.to_string());
         line("storage.cache_records", storage.cache_records.to_string());

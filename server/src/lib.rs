@@ -12,6 +12,7 @@
 //!   [`indexes`]: secondary indexes kept by the same feed.
 //! - [`cli`]: the operator commands (`wal`, `import`, `export`, `bench`).
 
+pub mod accept;
 pub mod auth;
 pub mod cli;
 pub mod config;

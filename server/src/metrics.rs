@@ -31,6 +31,8 @@ pub struct Metrics {
     pub connections: Gauge,
     /// WebSocket connections accepted since start.
     pub connections_total: Counter,
+    /// HTTP connections closed at accept because `limits.http_connections_max` were open.
+    pub connections_refused: Counter,
     /// Changes accepted (durable), by transport.
     pub ops: Family<TransportLabels, Counter>,
     /// Batches acknowledged, by transport.
@@ -61,6 +63,7 @@ impl Default for Metrics {
         let metrics = Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
+            connections_refused: Counter::default(),
             ops: Family::default(),
             acks: Family::default(),
             bytes_received: Counter::default(),
@@ -73,6 +76,11 @@ impl Default for Metrics {
         };
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
         registry.register("connections_accepted", "WebSocket connections accepted", metrics.connections_total.clone());
+        registry.register(
+            "connections_refused",
+            "HTTP connections closed at accept (limits.http_connections_max)",
+            metrics.connections_refused.clone(),
+        );
         registry.register("ops", "Changes made durable", metrics.ops.clone());
         registry.register("acks", "Batches acknowledged", metrics.acks.clone());
         registry.register("received_bytes", "Bytes received", metrics.bytes_received.clone());

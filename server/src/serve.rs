@@ -127,22 +127,8 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let Server { state, listener } = self;
-        let app = crate::http::router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
-        // Acks and live changes are small frames: Nagle's algorithm would hold each one
-        // back until the previous is acknowledged (up to 40 ms with delayed ACKs).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-        });
-        let mut stopped = state.shutdown.subscribe();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let app = crate::http::router(Arc::clone(&state));
+        let server = tokio::spawn(crate::accept::serve(listener, app, Arc::clone(&state)));
         let trigger = Arc::clone(&state);
         tokio::spawn(async move {
             shutdown.await;
@@ -206,7 +192,7 @@ impl Server {
             })
         };
 
-        let served = server.await.map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))?;
+        server.await.map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))?;
         // WebSocket connections finish acknowledging what they read, then close.
         if tokio::time::timeout(SHUTDOWN_DRAIN, state.connections_closed()).await.is_err() {
             tracing::warn!("connections still open after {SHUTDOWN_DRAIN:?}; closing anyway");
@@ -219,7 +205,7 @@ impl Server {
             .await
             .map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))??;
         tracing::info!("store checkpointed; bye");
-        served.map_err(ServeError::Server)
+        Ok(())
     }
 }
 

@@ -349,3 +349,102 @@ async fn allowed_origins_limit_which_pages_may_call_the_api() {
     }
     server.stop().await;
 }
+
+/// Reads from `stream` until the server closes it; returns what arrived and how long
+/// the close took (panics past `within`).
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(within.saturating_sub(started.elapsed()), stream.read(&mut buffer))
+            .await
+            .expect("the server should have closed the connection by now");
+        match read {
+            Ok(0) | Err(_) => return (String::from_utf8_lossy(&received).into_owned(), started.elapsed()),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// Nothing holds a connection open for free: headers trickled a byte at a time, a
+/// connection that never says anything, a body that never arrives, a body announced as
+/// 10 GB; and past `http_connections_max` new connections are closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_silent_and_oversized_requests_time_out_or_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = dev_config();
+    config.limits.request_header_timeout_ms = 500;
+    config.limits.request_body_timeout_ms = 500;
+    config.limits.http_connections_max = 6;
+    let server = InProcess::start(config).await;
+    let connect = || tokio::net::TcpStream::connect(server.address);
+
+    // Headers at one byte per 100 ms never finish: closed at the header deadline.
+    let mut trickle = connect().await.unwrap();
+    let started = std::time::Instant::now();
+    let request =
+        b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in request {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(100), tokio::io::AsyncReadExt::read(&mut trickle, &mut probe))
+                .await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a connection trickling headers was still open after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+
+    // A connection that never sends a byte.
+    let mut silent = connect().await.unwrap();
+    until_closed(&mut silent, Duration::from_secs(5)).await;
+
+    // A body that never arrives: 408 with Timeout.
+    let mut stalled = connect().await.unwrap();
+    stalled
+        .write_all(b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nSELECT")
+        .await
+        .unwrap();
+    let (response, _) = until_closed(&mut stalled, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("request_body_timeout_ms"), "{response}");
+
+    // A body announced as 10 GB: refused before reading it.
+    let mut huge = connect().await.unwrap();
+    huge.write_all(b"POST /v1/sync HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{\"writes\"").await.unwrap();
+    let (response, _) = until_closed(&mut huge, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+
+    // Six open connections fill the server; the seventh is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut stream = connect().await.unwrap();
+        stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = connect().await.unwrap();
+    let (response, took) = until_closed(&mut extra, Duration::from_millis(400)).await;
+    assert!(response.is_empty() && took < Duration::from_millis(400), "{response:?} after {took:?}");
+    drop(held);
+    // Once they close, the server takes connections again.
+    let started = std::time::Instant::now();
+    loop {
+        let answer = reqwest::get(format!("{}/health/live", server.url())).await;
+        if answer.is_ok_and(|response| response.status().is_success()) {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the server did not take connections again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}

@@ -48,6 +48,13 @@ pub enum ErrorCode {
     TokenInvalid,
     /// 21: a valid token for someone else: wrong issuer or audience.
     TokenRejected,
+    /// 22: the request (its body) did not arrive within the time allowed.
+    Timeout,
+    /// 23: the write would make a record larger than a record may be (fields, bytes,
+    /// set members); `message` names the record and the limit.
+    RecordTooLarge,
+    /// 24: the answer would be larger than allowed (rows or bytes); narrow the query.
+    ResultTooLarge,
     /// A code from a newer protocol revision.
     Other(u16),
 }
@@ -77,6 +84,9 @@ impl ErrorCode {
             ErrorCode::TokenExpired => 19,
             ErrorCode::TokenInvalid => 20,
             ErrorCode::TokenRejected => 21,
+            ErrorCode::Timeout => 22,
+            ErrorCode::RecordTooLarge => 23,
+            ErrorCode::ResultTooLarge => 24,
             ErrorCode::Other(code) => code,
         }
     }
@@ -105,6 +115,9 @@ impl ErrorCode {
             19 => ErrorCode::TokenExpired,
             20 => ErrorCode::TokenInvalid,
             21 => ErrorCode::TokenRejected,
+            22 => ErrorCode::Timeout,
+            23 => ErrorCode::RecordTooLarge,
+            24 => ErrorCode::ResultTooLarge,
             other => ErrorCode::Other(other),
         }
     }

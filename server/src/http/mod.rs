@@ -21,6 +21,7 @@ pub mod sync;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,7 +58,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::UnknownCollection => StatusCode::NOT_FOUND,
-        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::FrameTooLarge | ErrorCode::RecordTooLarge | ErrorCode::ResultTooLarge => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::RateLimited | ErrorCode::TooManySubscriptions => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +82,44 @@ pub fn error_response(state: &AppState, error: &OpError) -> Response {
         }
     });
     (status_for(error.code), axum::Json(body)).into_response()
+}
+
+/// Reads a request body whole: refused at once when `Content-Length` announces more than
+/// `limits.frame_bytes_max` (nothing is read), as soon as more arrives than that, and
+/// with `Timeout` when it has not all arrived within `limits.request_body_timeout_ms` —
+/// a client cannot hold a handler (and its memory) open by sending slowly.
+pub async fn read_body(state: &AppState, headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, OpError> {
+    let limits = &state.config.limits;
+    let limit = limits.frame_bytes_max;
+    let too_large = |size: String| {
+        OpError::new(ErrorCode::FrameTooLarge, format!("request body of {size} bytes, at most {limit} allowed"))
+    };
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = announced
+        && length > limit as u64
+    {
+        return Err(too_large(length.to_string()));
+    }
+    let timeout = std::time::Duration::from_millis(limits.request_body_timeout_ms.max(1));
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(OpError::new(
+            ErrorCode::Timeout,
+            format!("request body not received within {} ms (limits.request_body_timeout_ms)", timeout.as_millis()),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            // `to_bytes` fails past the limit, or when the body itself fails (the client
+            // went away mid-body); tell them apart by the length-limit error.
+            let over =
+                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over {
+                Err(too_large(format!("more than {limit}")))
+            } else {
+                Err(OpError::new(ErrorCode::Malformed, format!("request body: {error}")))
+            }
+        }
+    }
 }
 
 /// The caller of an HTTP request, from its `Authorization: Bearer` header.

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -19,11 +19,8 @@ use crate::sync::query::{parse_request, run};
 
 /// The handler.
 pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let limit = state.config.limits.frame_bytes_max;
     let result = async {
-        let body = to_bytes(body, limit)
-            .await
-            .map_err(|_| OpError::new(ErrorCode::FrameTooLarge, format!("request body over {limit} bytes")))?;
+        let body = super::read_body(&state, &headers, body).await?;
         let principal = principal(&state, &headers)?;
         let content_type =
             headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -42,13 +42,9 @@ const HTTP: TransportLabels = TransportLabels { transport: "http" };
 
 /// The handler.
 pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let limit = state.config.limits.frame_bytes_max;
-    let body = match to_bytes(body, limit).await {
+    let body = match super::read_body(&state, &headers, body).await {
         Ok(body) => body,
-        Err(_) => {
-            let error = OpError::new(ErrorCode::FrameTooLarge, format!("request body over {limit} bytes"));
-            return error_response(&state, &error);
-        }
+        Err(error) => return error_response(&state, &error),
     };
     state.metrics.bytes_received.inc_by(body.len() as u64);
     let principal = match principal(&state, &headers) {
