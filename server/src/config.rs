@@ -103,6 +103,13 @@ pub struct LimitsConfig {
     pub connections_per_ip: usize,
     /// Frames queued for one connection before it counts as a slow consumer.
     pub outbound_queue_frames: usize,
+    /// Bytes of answers (catch-up pages, query results, ...) one WebSocket may have queued
+    /// for its client; past it the server stops reading from that client until it reads.
+    pub outbound_queue_bytes: usize,
+    /// Most rows one query may return (`ResultTooLarge` past it).
+    pub query_rows_max: usize,
+    /// Most bytes one query's answer may take (`ResultTooLarge` past it).
+    pub query_bytes_max: usize,
     /// Batches one connection may have waiting for durability.
     pub inflight_batches: usize,
     /// Largest accepted lead of a client's HLC over the server clock, in milliseconds.
@@ -131,6 +138,9 @@ impl Default for LimitsConfig {
             request_header_timeout_ms: 10_000,
             request_body_timeout_ms: 30_000,
             outbound_queue_frames: 1024,
+            outbound_queue_bytes: 16 << 20,
+            query_rows_max: 10_000,
+            query_bytes_max: weft_core::codec::FRAME_BYTES_MAX_DEFAULT,
             inflight_batches: 64,
             max_drift_ms: weft_core::hlc::MAX_DRIFT_MS_DEFAULT,
         }
@@ -210,6 +220,9 @@ fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
             "subscriptions_max",
             "connections_per_ip",
             "outbound_queue_frames",
+            "outbound_queue_bytes",
+            "query_rows_max",
+            "query_bytes_max",
             "inflight_batches",
             "max_drift_ms",
             "http_connections_max",
@@ -406,6 +419,9 @@ impl Config {
         line("limits.subscriptions_max", limits.subscriptions_max.to_string());
         line("limits.connections_per_ip", limits.connections_per_ip.to_string());
         line("limits.outbound_queue_frames", limits.outbound_queue_frames.to_string());
+        line("limits.outbound_queue_bytes", limits.outbound_queue_bytes.to_string());
+        line("limits.query_rows_max", limits.query_rows_max.to_string());
+        line("limits.query_bytes_max", limits.query_bytes_max.to_string());
         line("limits.inflight_batches", limits.inflight_batches.to_string());
         line("limits.max_drift_ms", limits.max_drift_ms.to_string());
         line("limits.http_connections_max", limits.http_connections_max.to_string());

@@ -112,6 +112,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Server memory per idle WebSocket connection (reads the server's /metrics).
+    Idle {
+        #[command(flatten)]
+        server: Remote,
+        /// Connections held open.
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        /// Give each connection one (caught-up) subscription.
+        #[arg(long)]
+        subscribe: bool,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time an empty client catching up a fresh collection of R records.
     Sync {
         #[command(flatten)]
@@ -314,6 +328,27 @@ fn main() -> anyhow::Result<()> {
                         println!(
                             "{} deliveries: send → receive p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                             report.deliveries, report.p50_ms, report.p99_ms, report.max_ms
+                        );
+                    }
+                }
+                BenchCommand::Idle { server, connections, subscribe, json } => {
+                    let report = runtime.block_on(weft_server::cli::bench::idle(
+                        &server.url,
+                        server.token,
+                        connections,
+                        subscribe,
+                    ))?;
+                    if json {
+                        println!("{}", serde_json::to_string(&report)?);
+                    } else {
+                        println!(
+                            "{} idle connections{}: server resident memory {} → {} bytes, {:.0} bytes ({:.1} KiB) per connection",
+                            report.connections,
+                            if report.subscribed { " with a subscription each" } else { "" },
+                            report.server_rss_before,
+                            report.server_rss_after,
+                            report.bytes_per_connection,
+                            report.bytes_per_connection / 1024.0
                         );
                     }
                 }

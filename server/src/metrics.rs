@@ -31,6 +31,10 @@ pub struct Metrics {
     pub connections: Gauge,
     /// WebSocket connections accepted since start.
     pub connections_total: Counter,
+    /// Bytes of encoded frames queued for WebSocket clients, all connections together.
+    pub outbound_queued_bytes: Gauge,
+    /// Resident memory of the process, read from `/proc/self/statm` at each scrape.
+    pub resident_bytes: Gauge,
     /// HTTP connections closed at accept because `limits.http_connections_max` were open.
     pub connections_refused: Counter,
     /// Changes accepted (durable), by transport.
@@ -64,6 +68,8 @@ impl Default for Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
             connections_refused: Counter::default(),
+            resident_bytes: Gauge::default(),
+            outbound_queued_bytes: Gauge::default(),
             ops: Family::default(),
             acks: Family::default(),
             bytes_received: Counter::default(),
@@ -82,6 +88,16 @@ impl Default for Metrics {
             metrics.connections_refused.clone(),
         );
         registry.register("ops", "Changes made durable", metrics.ops.clone());
+        registry.register(
+            "outbound_queued_bytes",
+            "Encoded frames queued for WebSocket clients (bounded per connection by limits.outbound_queue_bytes)",
+            metrics.outbound_queued_bytes.clone(),
+        );
+        registry.register(
+            "process_resident_bytes",
+            "Resident memory of the server process (Linux)",
+            metrics.resident_bytes.clone(),
+        );
         registry.register("acks", "Batches acknowledged", metrics.acks.clone());
         registry.register("received_bytes", "Bytes received", metrics.bytes_received.clone());
         registry.register("sent_bytes", "Bytes sent", metrics.bytes_sent.clone());
@@ -101,6 +117,9 @@ impl Metrics {
 
     /// The text exposition, with the WAL sync histogram from `wal`.
     pub fn render(&self, wal: &SyncSnapshot) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
@@ -120,4 +139,12 @@ impl Metrics {
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// The process's resident memory (Linux: `/proc/self/statm`, pages × 4 KiB); `None`
+/// elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

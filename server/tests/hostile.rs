@@ -448,3 +448,62 @@ async fn slow_silent_and_oversized_requests_time_out_or_are_refused() {
     }
     server.stop().await;
 }
+
+/// The gauge `name` from the server's `/metrics`.
+async fn gauge(url: &str, name: &str) -> i64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(&format!("{name} "))).unwrap().trim().parse().unwrap()
+}
+
+/// A client that asks for many large answers and never reads holds a bounded number of
+/// bytes of server memory (`limits.outbound_queue_bytes`): the server stops reading from
+/// it instead of queueing more. When it reads again, every answer arrives, in order.
+/// Answers past `limits.query_rows_max` are refused with ResultTooLarge on both transports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_queued_for_a_client_are_bounded_in_bytes_and_results_in_size() {
+    let mut config = dev_config();
+    config.limits.outbound_queue_bytes = 200_000;
+    config.limits.query_rows_max = 300;
+    let server = InProcess::start(config).await;
+    let url = server.url();
+    let http = weft_client::http::HttpClient::new(&url, None);
+    let padding = "x".repeat(400);
+    let writes: Vec<serde_json::Value> = (0..250)
+        .map(|i| serde_json::json!({"collection": "todos", "id": format!("r{i:03}"), "fields": {"pad": padding, "n": i}}))
+        .collect();
+    http.sync_json(&serde_json::json!({ "writes": writes })).await.unwrap();
+
+    let (mut sender, mut receiver, _) = weft_client::raw::connect(&url, NodeId(3), None).await.unwrap();
+    // Forty answers of ≈ 110 KB each (4.4 MB) asked for without reading.
+    for request_id in 0..40 {
+        sender.send(&ClientMessage::Query { request_id, query: "SELECT * FROM todos".into() }).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let queued = gauge(&url, "weft_outbound_queued_bytes").await;
+    assert!(queued <= 200_000, "{queued} bytes queued for a client that does not read");
+    for expected in 0..40 {
+        match tokio::time::timeout(WAIT, receiver.recv()).await.unwrap().unwrap() {
+            Some(ServerMessage::QueryResult { request_id, rows, .. }) => {
+                assert_eq!((request_id, rows.len()), (expected, 250));
+            }
+            other => panic!("expected answer {expected}, got {other:?}"),
+        }
+    }
+    assert_eq!(gauge(&url, "weft_outbound_queued_bytes").await, 0);
+
+    // Past the row limit: refused by name, over both transports.
+    http.sync_json(&serde_json::json!({"writes": (250..320).map(|i| serde_json::json!({"collection": "todos", "id": format!("r{i:03}"), "fields": {"n": i}})).collect::<Vec<_>>()}))
+        .await
+        .unwrap();
+    sender.send(&ClientMessage::Query { request_id: 99, query: "SELECT n FROM todos".into() }).await.unwrap();
+    let message = expect_error(&mut receiver, ErrorCode::ResultTooLarge, "320 rows").await;
+    assert!(message.contains("query_rows_max"), "{message}");
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/query"))
+        .json(&serde_json::json!({"sql": "SELECT n FROM todos"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    server.stop().await;
+}

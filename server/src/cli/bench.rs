@@ -430,3 +430,83 @@ pub async fn live(
         max_ms: latencies.last().copied().unwrap_or(0.0),
     })
 }
+
+/// What `weft bench idle` measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IdleReport {
+    /// Connections held open.
+    pub connections: usize,
+    /// Whether each had a subscription.
+    pub subscribed: bool,
+    /// Server resident memory before connecting, bytes.
+    pub server_rss_before: u64,
+    /// Server resident memory with every connection open and idle, bytes.
+    pub server_rss_after: u64,
+    /// The difference per connection, bytes.
+    pub bytes_per_connection: f64,
+}
+
+/// The server's `weft_process_resident_bytes` from `/metrics`.
+async fn server_rss(url: &str) -> Result<u64, ClientError> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .map_err(|e| ClientError::Protocol(format!("/metrics: {e}")))?
+        .text()
+        .await
+        .map_err(|e| ClientError::Protocol(format!("/metrics: {e}")))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("weft_process_resident_bytes "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| ClientError::Protocol("/metrics has no weft_process_resident_bytes (Linux only)".into()))
+}
+
+/// Memory per idle connection: opens `connections` WebSockets (hello done, optionally one
+/// subscription each, caught up), waits for the server to settle, and reads the server's
+/// resident memory before and after from its `/metrics`.
+pub async fn idle(
+    url: &str,
+    token: Option<String>,
+    connections: usize,
+    subscribe: bool,
+) -> Result<IdleReport, ClientError> {
+    let collection = CollectionName::new("bench_idle").map_err(|e| ClientError::Protocol(e.to_string()))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server_rss(url).await?;
+    let progress = indicatif::ProgressBar::new(connections as u64);
+    let mut open = Vec::with_capacity(connections);
+    for n in 0..connections {
+        let (mut sender, mut receiver, _) =
+            weft_client::raw::connect(url, NodeId(0x7000 + n as u64), token.clone()).await?;
+        if subscribe {
+            let message = ClientMessage::Subscribe {
+                subscription_id: SubscriptionId(1),
+                collection: collection.clone(),
+                cursor: None,
+                shape: None,
+            };
+            sender.send(&message).await?;
+            loop {
+                match receiver.recv().await? {
+                    Some(ServerMessage::Changes { caught_up: true, .. }) => break,
+                    Some(_) => {}
+                    None => return Err(ClientError::Protocol("closed while subscribing".into())),
+                }
+            }
+        }
+        open.push((sender, receiver));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server_rss(url).await?;
+    for (mut sender, _) in open {
+        sender.close().await;
+    }
+    Ok(IdleReport {
+        connections,
+        subscribed: subscribe,
+        server_rss_before: before,
+        server_rss_after: after,
+        bytes_per_connection: after.saturating_sub(before) as f64 / connections.max(1) as f64,
+    })
+}

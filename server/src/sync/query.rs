@@ -78,8 +78,39 @@ fn readable_documents(
     }
 }
 
-/// Runs a parsed query for `principal`'s view (blocking).
+/// Runs a parsed query for `principal`'s view (blocking). An answer past
+/// `limits.query_rows_max` rows or `limits.query_bytes_max` bytes (as JSON) is refused
+/// with `ResultTooLarge`, naming the limit, so one request cannot make the server build
+/// (or a socket queue) an unbounded answer.
 pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
+    let answer = run_unbounded(state, principal, query)?;
+    let limits = &state.config.limits;
+    let rows = answer.get("rows").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+    if rows > limits.query_rows_max {
+        return Err(OpError::new(
+            ErrorCode::ResultTooLarge,
+            format!(
+                "the query returns {rows} rows, at most {} allowed (limits.query_rows_max): add LIMIT and page with \
+                 the returned cursor, or narrow WHERE",
+                limits.query_rows_max
+            ),
+        ));
+    }
+    let bytes = serde_json::to_vec(&answer).map_or(usize::MAX, |bytes| bytes.len());
+    if bytes > limits.query_bytes_max {
+        return Err(OpError::new(
+            ErrorCode::ResultTooLarge,
+            format!(
+                "the answer takes {bytes} bytes, at most {} allowed (limits.query_bytes_max): select fewer fields or \
+                 rows",
+                limits.query_bytes_max
+            ),
+        ));
+    }
+    Ok(answer)
+}
+
+fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
     let collection = match query {
         SqlQuery::Select(query) => &query.collection,
         SqlQuery::Aggregate(query) => &query.collection,

@@ -36,6 +36,11 @@ use crate::sync::view::View;
 use crate::sync::{OpError, pull, push};
 use writer::Outbound;
 
+/// Initial read buffer of a WebSocket (it grows to fit a larger frame).
+const WS_READ_BUFFER_BYTES: usize = 4 << 10;
+/// Bytes a WebSocket gathers before writing to the socket (every frame is flushed anyway).
+const WS_WRITE_BUFFER_BYTES: usize = 8 << 10;
+
 /// How long a new connection has to send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,7 +66,12 @@ pub async fn upgrade(
     // Frames up to twice the limit are read and refused with FrameTooLarge (the
     // connection stays usable); beyond that the socket layer drops the connection.
     let hard_cap = state.config.limits.frame_bytes_max.saturating_mul(2).max(64 << 10);
+    // Small socket buffers that grow for large frames: tungstenite's defaults (128 KiB to
+    // read, allocated and zeroed up front) made an idle connection cost ≈ 155 KiB of
+    // server memory; with these it costs a few KiB (docs/benchmarks.md, `weft bench idle`).
     upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| serve_connection(state, socket, slot))
@@ -76,7 +86,10 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
     let (sink, stream) = socket.split();
     let listener = state.hub.connect(id, limits.outbound_queue_frames);
     let (out, outbound) = mpsc::channel::<Outbound>(limits.outbound_queue_frames.max(1));
-    let (acks, pending) = mpsc::channel::<Pending>(limits.inflight_batches.max(1));
+    // Boxed: a channel allocates its first block of 32 slots up front, and an idle
+    // connection should not pay for 32 inline batches.
+    let (acks, pending) = mpsc::channel::<Box<Pending>>(limits.inflight_batches.max(1));
+    let budget_bytes = u32::try_from(limits.outbound_queue_bytes.max(1)).unwrap_or(u32::MAX);
     let writer = tokio::spawn(writer::run(Arc::clone(&state), sink, outbound, listener));
     let acker = tokio::spawn(ack_pipeline(Arc::clone(&state), pending, out.clone()));
     let mut connection = Connection {
@@ -89,6 +102,8 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
         reconciling: HashMap::new(),
         next_session: 0,
         limiter: RateLimiter::new(limits.ops_per_second, limits.ops_burst),
+        budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes as usize)),
+        budget_bytes,
     };
     let mut stream = stream;
     let shutting_down = connection.read(&mut stream).await;
@@ -99,7 +114,7 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
         let _ = acker.await;
         if shutting_down {
             let error = OpError::new(ErrorCode::Unavailable, "the server is shutting down; reconnect later");
-            let _ = out.send(Outbound::Message(error.to_message(None, true))).await;
+            let _ = out.send(Outbound::Message(Box::new(error.to_message(None, true)))).await;
         }
         drop(out);
         let _ = writer.await;
@@ -136,15 +151,15 @@ enum Pending {
     Refused { batch_id: BatchId, error: OpError },
 }
 
-async fn ack_pipeline(state: Arc<AppState>, mut pending: mpsc::Receiver<Pending>, out: mpsc::Sender<Outbound>) {
+async fn ack_pipeline(state: Arc<AppState>, mut pending: mpsc::Receiver<Box<Pending>>, out: mpsc::Sender<Outbound>) {
     while let Some(item) = pending.recv().await {
-        let message = match item {
+        let message = match *item {
             Pending::Refused { batch_id, error } => error.to_message(Some(batch_id), false),
             Pending::Appended { batch_id, appended, changes, received } => {
                 let engine = match state.engine() {
                     Ok(engine) => Arc::clone(engine),
                     Err(error) => {
-                        let _ = out.send(Outbound::Message(error.to_message(Some(batch_id), false))).await;
+                        let _ = out.send(Outbound::Message(Box::new(error.to_message(Some(batch_id), false)))).await;
                         continue;
                     }
                 };
@@ -161,7 +176,7 @@ async fn ack_pipeline(state: Arc<AppState>, mut pending: mpsc::Receiver<Pending>
                 }
             }
         };
-        if out.send(Outbound::Message(message)).await.is_err() {
+        if out.send(Outbound::Message(Box::new(message))).await.is_err() {
             return;
         }
     }
@@ -171,7 +186,7 @@ struct Connection {
     state: Arc<AppState>,
     id: u64,
     out: mpsc::Sender<Outbound>,
-    acks: mpsc::Sender<Pending>,
+    acks: mpsc::Sender<Box<Pending>>,
     principal: Option<Principal>,
     subscriptions: HashMap<SubscriptionId, CollectionName>,
     /// Reconciliations this server started for subscriptions whose cursor came from
@@ -179,6 +194,13 @@ struct Connection {
     reconciling: HashMap<SessionId, (SubscriptionId, Cursor)>,
     next_session: u32,
     limiter: RateLimiter,
+    /// Bytes of encoded frames this reader may have queued for the writer
+    /// (`limits.outbound_queue_bytes`): past it the reader waits — it stops reading the
+    /// socket — until the client takes what was sent. A client asking for large results
+    /// without reading them holds at most this much server memory, then is closed as a
+    /// slow consumer when a send stalls.
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_bytes: u32,
 }
 
 /// What to do after a frame.
@@ -197,7 +219,7 @@ impl Connection {
         // The hello comes first, within HELLO_TIMEOUT.
         let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
         let Ok(Some(Ok(first))) = first else { return false };
-        match self.handle_message(first).await {
+        match Box::pin(self.handle_message(first)).await {
             Next::Continue if self.principal.is_some() => {}
             _ => return false,
         }
@@ -225,7 +247,9 @@ impl Connection {
                 () = self.out.closed() => return false,
                 changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return true },
                 message = stream.next() => match message {
-                    Some(Ok(message)) => if let Next::Close = self.handle_message(message).await { return false },
+                    // Boxed: the handling of one message (queries, catch-up) needs a large
+                    // future; inline, every idle connection would carry that much memory.
+                    Some(Ok(message)) => if let Next::Close = Box::pin(self.handle_message(message)).await { return false },
                     _ => return false,
                 },
             }
@@ -233,7 +257,18 @@ impl Connection {
     }
 
     async fn send(&self, message: ServerMessage) {
-        let _ = self.out.send(Outbound::Message(message)).await;
+        let code = match &message {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        };
+        let bytes = message.encode();
+        drop(message);
+        // A frame larger than the whole budget takes all of it (frames are capped by
+        // `frame_bytes_max` and query results by their own limits).
+        let wanted = u32::try_from(bytes.len()).unwrap_or(u32::MAX).clamp(1, self.budget_bytes);
+        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(wanted).await else { return };
+        let budget = writer::Budget::new(permit, wanted as usize, &self.state.metrics.outbound_queued_bytes);
+        let _ = self.out.send(Outbound::Frame { bytes, code, budget }).await;
     }
 
     async fn refuse(&self, error: OpError, fatal: bool) -> Next {
@@ -401,7 +436,7 @@ impl Connection {
                 },
             }
         };
-        if self.acks.send(pending).await.is_err() { Next::Close } else { Next::Continue }
+        if self.acks.send(Box::new(pending)).await.is_err() { Next::Close } else { Next::Continue }
     }
 
     async fn subscribe(
@@ -439,7 +474,10 @@ impl Connection {
         // arrives live (held by the writer until catch-up is sent).
         self.state.hub.watch(self.id, &collection);
         let view = View { access, shape };
-        let _ = self.out.send(Outbound::Subscribe { id, collection: collection.clone(), view: view.clone() }).await;
+        let _ = self
+            .out
+            .send(Outbound::Subscribe { id, collection: collection.clone(), view: Box::new(view.clone()) })
+            .await;
         let foreign = cursor.as_ref().is_some_and(|c| c.log != self.state.log_id);
         let mut cursor = pull::start_cursor(self.state.log_id, cursor.as_ref());
         if foreign && view.shape.is_none() && view.access == Access::All {

@@ -31,8 +31,18 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the reader and the ack pipeline ask the writer to do.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Send a message.
-    Message(ServerMessage),
+    /// Send a message (small ones: acks and errors of the ack pipeline).
+    Message(Box<ServerMessage>),
+    /// Send a frame the reader encoded, holding its share of the connection's byte budget
+    /// until the socket has taken it.
+    Frame {
+        /// The encoded frame.
+        bytes: Vec<u8>,
+        /// Its error code, if it is an error (for the metrics).
+        code: Option<ErrorCode>,
+        /// Released when the frame is written (or dropped).
+        budget: Budget,
+    },
     /// A subscription starts (catching up: live batches are held).
     Subscribe {
         /// The subscription.
@@ -40,7 +50,7 @@ pub enum Outbound {
         /// Its collection.
         collection: CollectionName,
         /// What its client may see.
-        view: View,
+        view: Box<View>,
     },
     /// Catch-up is sent: release the held live batches.
     CaughtUp(SubscriptionId),
@@ -55,6 +65,34 @@ struct Subscription {
 }
 
 type Sink = SplitSink<WebSocket, Message>;
+
+/// A queued frame's share of its connection's byte budget, counted in
+/// `weft_outbound_queued_bytes` until the frame is written or dropped.
+#[derive(Debug)]
+pub struct Budget {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    bytes: i64,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Budget {
+    /// Holds `permit` (worth `bytes`) and counts it in `gauge`.
+    pub fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        bytes: usize,
+        gauge: &prometheus_client::metrics::gauge::Gauge,
+    ) -> Budget {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        gauge.inc_by(bytes);
+        Budget { _permit: permit, bytes, gauge: gauge.clone() }
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
+}
 
 /// Why the writer stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,15 +121,16 @@ pub async fn run(
             () = listener.overflow.notify.notified() => break WriterEnd::SlowConsumer,
             command = outbound.recv() => match command {
                 None => break WriterEnd::Drained,
-                Some(Outbound::Message(message)) => vec![message],
+                Some(Outbound::Message(message)) => vec![Frame::Message(*message)],
+                Some(Outbound::Frame { bytes, code, budget }) => vec![Frame::Encoded { bytes, code, _budget: budget }],
                 Some(Outbound::Subscribe { id, collection, view }) => {
-                    subscriptions.insert(id, Subscription { collection, view, held: Some(Vec::new()) });
+                    subscriptions.insert(id, Subscription { collection, view: *view, held: Some(Vec::new()) });
                     continue;
                 }
                 Some(Outbound::CaughtUp(id)) => {
                     let Some(subscription) = subscriptions.get_mut(&id) else { continue };
                     let held = subscription.held.take().unwrap_or_default();
-                    held.iter().flat_map(|live| deliver(&state, id, subscription, live)).collect()
+                    held.iter().flat_map(|live| deliver(&state, id, subscription, live)).map(Frame::Message).collect()
                 }
                 Some(Outbound::Unsubscribe(id)) => {
                     subscriptions.remove(&id);
@@ -111,7 +150,7 @@ pub async fn run(
                             held.push(Arc::clone(&live));
                             overflow |= held.len() > held_max;
                         }
-                        None => frames.extend(deliver(&state, *id, subscription, &live)),
+                        None => frames.extend(deliver(&state, *id, subscription, &live).into_iter().map(Frame::Message)),
                     }
                 }
                 if overflow {
@@ -121,7 +160,7 @@ pub async fn run(
             }
         };
         for frame in frames {
-            match send(&state, &mut sink, &listener, &frame).await {
+            match send(&state, &mut sink, &listener, frame).await {
                 Ok(()) => {}
                 Err(end) => return finish(&state, sink, end).await,
             }
@@ -130,16 +169,28 @@ pub async fn run(
     finish(&state, sink, end).await
 }
 
-async fn send(
-    state: &AppState,
-    sink: &mut Sink,
-    listener: &Listener,
-    message: &ServerMessage,
-) -> Result<(), WriterEnd> {
-    if let ServerMessage::Error { code, .. } = message {
-        state.metrics.error(*code);
+/// A frame on its way to the socket.
+enum Frame {
+    /// Encoded here.
+    Message(ServerMessage),
+    /// Encoded by the reader; `_budget` is released once the frame is written.
+    Encoded { bytes: Vec<u8>, code: Option<ErrorCode>, _budget: Budget },
+}
+
+async fn send(state: &AppState, sink: &mut Sink, listener: &Listener, frame: Frame) -> Result<(), WriterEnd> {
+    let (bytes, code, _budget) = match frame {
+        Frame::Message(message) => {
+            let code = match &message {
+                ServerMessage::Error { code, .. } => Some(*code),
+                _ => None,
+            };
+            (message.encode(), code, None)
+        }
+        Frame::Encoded { bytes, code, _budget } => (bytes, code, Some(_budget)),
+    };
+    if let Some(code) = code {
+        state.metrics.error(code);
     }
-    let bytes = message.encode();
     state.metrics.bytes_sent.inc_by(bytes.len() as u64);
     tokio::select! {
         biased;
