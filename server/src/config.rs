@@ -106,6 +106,11 @@ pub struct LimitsConfig {
     /// Bytes of answers (catch-up pages, query results, ...) one WebSocket may have queued
     /// for its client; past it the server stops reading from that client until it reads.
     pub outbound_queue_bytes: usize,
+    /// Most entries one record may hold — fields, set members and their tags, counter
+    /// totals (`RecordTooLarge` for a write past it).
+    pub record_entries_max: usize,
+    /// Most bytes (estimated, encoded) one record may take (`RecordTooLarge` past it).
+    pub record_bytes_max: usize,
     /// Most rows one query may return (`ResultTooLarge` past it).
     pub query_rows_max: usize,
     /// Most bytes one query's answer may take (`ResultTooLarge` past it).
@@ -140,6 +145,8 @@ impl Default for LimitsConfig {
             outbound_queue_frames: 1024,
             outbound_queue_bytes: 16 << 20,
             query_rows_max: 10_000,
+            record_entries_max: weft_core::crdt::RECORD_ENTRIES_MAX_DEFAULT,
+            record_bytes_max: weft_core::crdt::RECORD_BYTES_MAX_DEFAULT,
             query_bytes_max: weft_core::codec::FRAME_BYTES_MAX_DEFAULT,
             inflight_batches: 64,
             max_drift_ms: weft_core::hlc::MAX_DRIFT_MS_DEFAULT,
@@ -173,8 +180,21 @@ impl Default for StorageConfig {
     }
 }
 
+impl Config {
+    /// The storage engine's settings: `storage.*`, and the record limits of `limits.*`.
+    pub fn engine_config(&self) -> weft_storage::engine::EngineConfig {
+        let mut engine = self.storage.engine_config();
+        engine.record_limits = weft_core::crdt::RecordLimits {
+            entries_max: self.limits.record_entries_max,
+            bytes_max: self.limits.record_bytes_max,
+        };
+        engine
+    }
+}
+
 impl StorageConfig {
-    /// The engine settings these make.
+    /// The engine settings these make (record limits at their defaults: see
+    /// [`Config::engine_config`]).
     pub fn engine_config(&self) -> weft_storage::engine::EngineConfig {
         let mut engine = weft_storage::engine::EngineConfig {
             flush_records: self.flush_records.max(1),
@@ -222,6 +242,8 @@ fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
             "outbound_queue_frames",
             "outbound_queue_bytes",
             "query_rows_max",
+            "record_entries_max",
+            "record_bytes_max",
             "query_bytes_max",
             "inflight_batches",
             "max_drift_ms",
@@ -375,6 +397,20 @@ impl Config {
                 "limits.batch_changes_max must be > 0 and frame_bytes_max >= 1024".into(),
             ));
         }
+        // A record must fit a frame (with room for its key and the page around it) and
+        // its lists must fit a decoder's list limit, or clients could never receive it.
+        if self.limits.record_bytes_max > self.limits.frame_bytes_max / 2
+            || self.limits.record_entries_max > self.limits.batch_changes_max
+        {
+            return Err(ConfigError::Invalid(format!(
+                "limits.record_bytes_max ({}) must be at most half of frame_bytes_max ({}) and \
+                 limits.record_entries_max ({}) at most batch_changes_max ({})",
+                self.limits.record_bytes_max,
+                self.limits.frame_bytes_max,
+                self.limits.record_entries_max,
+                self.limits.batch_changes_max
+            )));
+        }
         // Decoders recurse once per level: the bound is what keeps a hostile frame off
         // the end of the stack, so it cannot be configured away.
         if !(8..=64).contains(&self.limits.depth_max) {
@@ -421,6 +457,8 @@ impl Config {
         line("limits.outbound_queue_frames", limits.outbound_queue_frames.to_string());
         line("limits.outbound_queue_bytes", limits.outbound_queue_bytes.to_string());
         line("limits.query_rows_max", limits.query_rows_max.to_string());
+        line("limits.record_entries_max", limits.record_entries_max.to_string());
+        line("limits.record_bytes_max", limits.record_bytes_max.to_string());
         line("limits.query_bytes_max", limits.query_bytes_max.to_string());
         line("limits.inflight_batches", limits.inflight_batches.to_string());
         line("limits.max_drift_ms", limits.max_drift_ms.to_string());

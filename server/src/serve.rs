@@ -88,7 +88,7 @@ pub fn load_log_id(data_dir: &Path) -> Result<LogId, std::io::Error> {
 /// Opens the engine on a data directory (recovery included).
 pub fn open_engine(config: &Config) -> Result<(Engine, weft_storage::engine::OpenReport), ServeError> {
     let store = SqliteStore::open(&config.data_dir.join(STORE_FILE))?;
-    Ok(Engine::open(&config.data_dir.join(WAL_DIR), Box::new(store), config.storage.engine_config())?)
+    Ok(Engine::open(&config.data_dir.join(WAL_DIR), Box::new(store), config.engine_config())?)
 }
 
 /// A server bound to its address, not yet serving.

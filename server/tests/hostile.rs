@@ -61,7 +61,11 @@ async fn still_usable(sender: &mut RawSender, receiver: &mut RawReceiver, nonce:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_error_codes_and_the_connection_and_server_keep_working() {
     let config = Config {
-        limits: weft_server::config::LimitsConfig { frame_bytes_max: 64 << 10, ..Default::default() },
+        limits: weft_server::config::LimitsConfig {
+            frame_bytes_max: 64 << 10,
+            record_bytes_max: 32 << 10,
+            ..Default::default()
+        },
         ..dev_config()
     };
     let server = InProcess::start(config).await;
@@ -505,5 +509,67 @@ async fn answers_queued_for_a_client_are_bounded_in_bytes_and_results_in_size() 
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    server.stop().await;
+}
+
+/// Writes that would make a record larger than a client can decode are refused with
+/// RecordTooLarge naming the record — on both transports, whether the record grows in
+/// one write or across many — and what was accepted stays readable and syncable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_would_grow_a_record_past_its_limits_are_refused_on_both_transports() {
+    let server = InProcess::start(dev_config()).await;
+    let url = server.url();
+    let (mut sender, mut receiver, _) = weft_client::raw::connect(&url, NodeId(4), None).await.unwrap();
+    let fields = |from: usize, count: usize| -> weft_core::value::Document {
+        (from..from + count).map(|i| (format!("f{i}"), Value::Int(i as i64))).collect()
+    };
+    let update = |id: &str, document: weft_core::value::Document, n: u32| {
+        let hlc = Hlc::new(now_ms(), n, NodeId(4));
+        Change { collection: todos(), key: key(id), hlc, state: ops::update(None, document, hlc) }
+    };
+    // Entries: 3,000 fields, then 3,000 more (5,000 allowed).
+    sender
+        .send(&ClientMessage::Push { batch_id: BatchId(1), changes: vec![update("wide", fields(0, 3_000), 1)] })
+        .await
+        .unwrap();
+    assert_eq!(receiver.recv().await.unwrap(), Some(ServerMessage::Ack { batch_id: BatchId(1) }));
+    sender
+        .send(&ClientMessage::Push { batch_id: BatchId(2), changes: vec![update("wide", fields(3_000, 3_000), 2)] })
+        .await
+        .unwrap();
+    let message = expect_error(&mut receiver, ErrorCode::RecordTooLarge, "6,000 fields").await;
+    assert!(message.contains("todos/wide") && message.contains("entries"), "{message}");
+    // Bytes: 600 KB, then 600 KB more in another field (1 MiB allowed).
+    let big = |field: &str| weft_core::value::Document::from([(field.to_owned(), Value::from("y".repeat(600_000)))]);
+    sender
+        .send(&ClientMessage::Push { batch_id: BatchId(3), changes: vec![update("heavy", big("a"), 3)] })
+        .await
+        .unwrap();
+    assert_eq!(receiver.recv().await.unwrap(), Some(ServerMessage::Ack { batch_id: BatchId(3) }));
+    sender
+        .send(&ClientMessage::Push { batch_id: BatchId(4), changes: vec![update("heavy", big("b"), 4)] })
+        .await
+        .unwrap();
+    let message = expect_error(&mut receiver, ErrorCode::RecordTooLarge, "1.2 MB").await;
+    assert!(message.contains("todos/heavy") && message.contains("bytes"), "{message}");
+    // The same limits over HTTP JSON: one 2 MiB string.
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/sync"))
+        .json(&serde_json::json!({"writes": [{"collection": "todos", "id": "long", "fields": {"s": "z".repeat(2 << 20)}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 23, "{body}");
+    // What was accepted is whole and reaches a client that catches up.
+    let client = Client::connect(ClientConfig::new(&url)).await.unwrap();
+    client.subscribe(&todos(), None);
+    client.caught_up(&todos()).await.unwrap();
+    let documents = client.documents(&todos());
+    let wide = documents.iter().find(|(k, _)| k.as_str() == "wide").unwrap();
+    assert_eq!(wide.1.len(), 3_000);
+    assert!(documents.iter().any(|(k, d)| k.as_str() == "heavy" && d.contains_key("a") && !d.contains_key("b")));
+    assert!(!documents.iter().any(|(k, _)| k.as_str() == "long"));
     server.stop().await;
 }

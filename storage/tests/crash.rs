@@ -46,6 +46,7 @@ fn config(settings: &str) -> EngineConfig {
             flush_records: 8,
             cache_records: 4,
             flush_interval: Duration::from_millis(20),
+            ..EngineConfig::default()
         },
         _ => EngineConfig::default(),
     }

@@ -366,3 +366,58 @@ fn concurrent_writers_missing_the_cache_lose_no_field_across_flushes() {
         root
     });
 }
+
+/// A batch that would grow a record past the record limits is refused whole, leaves no
+/// trace (nothing logged: a restart replays none of it), and concurrent writers growing
+/// one record cannot together pass the limit.
+#[test]
+fn batches_that_would_grow_a_record_past_its_limits_are_refused_whole_and_not_logged() {
+    use weft_core::crdt::RecordLimits;
+    use weft_storage::engine::EngineError;
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        record_limits: RecordLimits { entries_max: 100, bytes_max: 1 << 20 },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = open(dir.path(), config.clone());
+    let fields = |writer: u64, from: u64, count: u64, ms: u64| {
+        let hlc = Hlc::new(T0 + ms, 0, NodeId(writer));
+        let document: Document = (from..from + count).map(|i| (format!("w{writer}f{i}"), Value::Int(1))).collect();
+        Change {
+            collection: todos(),
+            key: RecordKey::new("grow").unwrap(),
+            hlc,
+            state: ops::update(None, document, hlc),
+        }
+    };
+    engine.apply(vec![fields(1, 0, 60, 1)]).unwrap();
+    // 60 + 30 fits; the batch's second change would reach 120: the whole batch is refused.
+    let refused = engine.apply(vec![put("other", 1, 2), fields(1, 60, 30, 3), fields(1, 90, 30, 4)]).unwrap_err();
+    assert!(matches!(&refused, EngineError::RecordTooLarge { index: 2, key, .. } if key == "grow"), "{refused}");
+    assert_eq!(value_of(&engine, "other"), None, "no change of a refused batch is merged");
+    engine.close().unwrap();
+    let (engine, report) = open(dir.path(), config.clone());
+    assert_eq!(value_of(&engine, "other"), None, "nor logged");
+    assert_eq!(engine.read(&todos(), &RecordKey::new("grow").unwrap()).unwrap().unwrap().fields.len(), 60);
+    drop(report);
+    // Four writers each adding 10 fields at a time, racing for the last 40 entries.
+    let engine = std::sync::Arc::new(engine);
+    let threads: Vec<_> = (0..4u64)
+        .map(|writer| {
+            let engine = std::sync::Arc::clone(&engine);
+            std::thread::spawn(move || {
+                let mut accepted = 0;
+                for round in 0..10 {
+                    if engine.apply(vec![fields(writer + 2, round * 10, 10, 10 + round)]).is_ok() {
+                        accepted += 10;
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let accepted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let state = engine.read(&todos(), &RecordKey::new("grow").unwrap()).unwrap().unwrap();
+    assert_eq!(state.fields.len() as u64, 60 + accepted);
+    assert!(state.fields.len() <= 100, "{} fields past a limit of 100", state.fields.len());
+}

@@ -51,6 +51,9 @@ impl OpError {
 
 impl From<weft_storage::engine::EngineError> for OpError {
     fn from(error: weft_storage::engine::EngineError) -> OpError {
+        if let weft_storage::engine::EngineError::RecordTooLarge { index, .. } = &error {
+            return OpError::at(ErrorCode::RecordTooLarge, *index, error.to_string());
+        }
         tracing::error!(%error, "storage engine error");
         OpError::new(ErrorCode::Internal, format!("storage failed: {error}"))
     }

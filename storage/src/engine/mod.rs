@@ -20,21 +20,21 @@
 //! bytes per key) is rebuilt at start-up from the versions stored beside each record.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 use weft_core::change::Change;
 use weft_core::codec::{DecodeError, DecodeLimits, Reader, Writer};
-use weft_core::crdt::{RecordState, VersionHash};
+use weft_core::crdt::{RecordLimits, RecordState, VersionHash};
 use weft_core::hlc::Hlc;
 use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
 mod flush;
+mod open;
 mod read_ahead;
+mod record_limits;
 mod working_set;
 
 use working_set::Residence;
@@ -57,6 +57,8 @@ pub struct EngineConfig {
     /// The background flusher also writes dirty records this often, below the bound,
     /// which limits how much WAL a restart replays.
     pub flush_interval: std::time::Duration,
+    /// How large one record may grow; a batch that would pass it is refused whole.
+    pub record_limits: RecordLimits,
 }
 
 impl EngineConfig {
@@ -74,6 +76,7 @@ impl Default for EngineConfig {
             flush_records: 100_000,
             cache_records: 100_000,
             flush_interval: std::time::Duration::from_secs(1),
+            record_limits: RecordLimits::default(),
         }
     }
 }
@@ -118,6 +121,19 @@ pub enum EngineError {
         found: String,
         /// The version the merkle index names (hex).
         latest: String,
+    },
+    /// A batch would make a record larger than the record limits; nothing of it was
+    /// logged or merged.
+    #[error("{collection}/{key} (change {index} of the batch) would grow to {reason}")]
+    RecordTooLarge {
+        /// The record's collection.
+        collection: String,
+        /// The record's key.
+        key: String,
+        /// Index of the change in the batch.
+        index: usize,
+        /// Which limit and by how much.
+        reason: String,
     },
     /// A reconciliation step that cannot be answered.
     #[error(transparent)]
@@ -345,116 +361,6 @@ impl Shared {
 }
 
 impl Engine {
-    /// Opens the engine on the WAL directory `wal_dir` and `store`: rebuilds the merkle
-    /// index from the store, replays the WAL after the store's checkpoint, and writes the
-    /// replayed records back to the store.
-    pub fn open(
-        wal_dir: &Path,
-        store: Box<dyn RecordStore>,
-        config: EngineConfig,
-    ) -> Result<(Engine, OpenReport), EngineError> {
-        let cache_capacity = NonZeroUsize::new(config.cache_records.max(1)).unwrap_or(NonZeroUsize::MIN);
-        let store: SharedStore = Arc::from(store);
-        let mut inner = Inner {
-            store: Arc::clone(&store),
-            collections: HashMap::new(),
-            // Grown as needed, not sized up front: records land in random slots, so a big
-            // empty table becomes resident (huge page by huge page) after a few thousand
-            // writes — 300 MB and a page fault per write for a small workload. Flushes
-            // recycle the maps, so each grows to its peak once.
-            dirty: HashMap::new(),
-            flushing: None,
-            cache: LruCache::new(cache_capacity),
-            applied: None,
-            last_receipt: None,
-            max_hlc: lock_store(&store).max_hlc()?,
-        };
-        let stored_checkpoint = lock_store(&store).checkpoint();
-        let (checkpoint, checkpoint_corrupt) = match stored_checkpoint {
-            Ok(checkpoint) => (checkpoint, None),
-            Err(StoreError::CorruptCheckpoint(reason)) => (None, Some(reason)),
-            Err(error) => return Err(error.into()),
-        };
-        let mut stored_records = 0;
-        {
-            let collections = &mut inner.collections;
-            lock_store(&store).for_each_version(&mut |collection, key, version, seq| {
-                let meta = collections.entry(collection.clone()).or_insert_with(CollectionMeta::new);
-                let hash = key.hash();
-                meta.merkle.set(hash, key, Some(version));
-                let slot = &mut meta.seqs[hash.partition.index()];
-                *slot = (*slot).max(seq);
-                stored_records += 1;
-            })?;
-        }
-        let mut failure: Option<EngineError> = None;
-        let flush_records = config.flush_records.max(1);
-        let (wal, recovery) = Wal::open(wal_dir, config.wal.clone(), checkpoint, |at, payload| {
-            if failure.is_some() {
-                return;
-            }
-            let changes = match decode_batch(payload) {
-                Ok(changes) => changes,
-                Err(reason) => {
-                    failure = Some(EngineError::CorruptWalRecord { at, reason });
-                    return;
-                }
-            };
-            for change in changes {
-                if let Err(error) = inner.merge(change, false, None) {
-                    failure = Some(error);
-                    return;
-                }
-            }
-            inner.applied = Some(at);
-            if inner.dirty.len() >= flush_records
-                && let Err(error) = inner.flush_now()
-            {
-                failure = Some(error.into());
-            }
-        })?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        if inner.applied.is_none() {
-            inner.applied = checkpoint;
-        }
-        // A stored checkpoint beyond the end of the WAL (the WAL lost an unsynced tail the
-        // store had seen) would hide every record appended from here on at a position
-        // below it: pull it back to just before the end.
-        if inner.applied.is_some_and(|applied| applied >= recovery.end) {
-            inner.applied = Some(WalPosition { segment: recovery.end.segment, offset: recovery.end.offset - 1 });
-            let rewind = WriteBatch { records: Vec::new(), checkpoint: inner.applied, max_hlc: inner.max_hlc };
-            lock_store(&store).commit(&rewind)?;
-        }
-        inner.flush_now()?;
-        let report = OpenReport { checkpoint, checkpoint_corrupt, stored_records, wal: recovery };
-        let shared = Arc::new(Shared {
-            wal,
-            config,
-            inner: Mutex::new(inner),
-            store,
-            flush_lock: Mutex::new(HashMap::new()),
-            flush_wanted: std::sync::Condvar::new(),
-            dirty_taken: std::sync::Condvar::new(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            failed: Mutex::new(None),
-            feed: Mutex::new(None),
-        });
-        let flusher_shared = Arc::clone(&shared);
-        let flusher = std::thread::Builder::new()
-            .name("weft-flusher".to_owned())
-            .spawn(move || flusher_shared.flusher_loop())
-            .map_err(|source| {
-                EngineError::Wal(WalError::Io {
-                    action: "start flusher thread for",
-                    path: wal_dir.to_path_buf(),
-                    source,
-                })
-            })?;
-        Ok((Engine { shared, flusher: Some(flusher) }, report))
-    }
-
     /// Applies a batch of changes; returns once they are durable in the WAL, with the
     /// sequence numbers of the records they changed. Changes must already be validated
     /// (drift, authorization) by the caller.
@@ -475,6 +381,8 @@ impl Engine {
         let payload = encode_batch(&changes);
         let ahead = self.shared.read_ahead(&changes)?;
         let mut inner = self.shared.lock();
+        // Before the batch is logged: a refused batch leaves no trace.
+        inner.check_record_limits(&changes, &ahead, &self.shared.config.record_limits)?;
         let receipt = self.shared.wal.append(&payload)?;
         let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
         let feed = feed_guard.as_ref();
