@@ -29,6 +29,8 @@ pub struct Config {
     /// server's own (and, in dev mode, loopback origins). Empty outside dev mode: any
     /// origin, since every request needs a token (see docs/server.md).
     pub allowed_origins: Vec<String>,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<String>,
     /// Token verification.
     pub auth: AuthConfig,
     /// Limits on what one client may send.
@@ -50,6 +52,7 @@ impl Default for Config {
             dev_allow_remote: false,
             static_dir: None,
             allowed_origins: Vec::new(),
+            metrics_token: None,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
@@ -219,7 +222,7 @@ enum EnvKind {
 /// The type of a setting an environment variable may set, or `None` if there is none.
 fn env_kind(section: Option<&str>, key: &str) -> Option<EnvKind> {
     let known: &[&str] = match section {
-        None => &["data_dir", "listen", "dev", "dev_allow_remote", "static_dir", "allowed_origins"],
+        None => &["data_dir", "listen", "dev", "dev_allow_remote", "static_dir", "allowed_origins", "metrics_token"],
         Some("auth") => &[
             "hs256_secret",
             "rs256_public_key",
@@ -439,6 +442,7 @@ impl Config {
         line("dev", self.dev.to_string());
         line("static_dir", opt(&self.static_dir));
         line("allowed_origins", format!("{:?}", self.allowed_origins));
+        line("metrics_token", self.metrics_token.as_ref().map_or("-".into(), |_| "****".into()));
         line("auth.hs256_secret", auth.hs256_secret.as_ref().map_or("-".into(), |_| "****".into()));
         line("auth.rs256_public_key", opt(&auth.rs256_public_key));
         line("auth.eddsa_public_key", opt(&auth.eddsa_public_key));

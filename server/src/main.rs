@@ -162,7 +162,8 @@ struct ServeArgs {
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
     /// Development mode: no authentication, every operation allowed, loopback only.
-    #[arg(long, env = "WEFT_DEV")]
+    // Booleans from the environment read like the config file's: 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "WEFT_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     dev: bool,
     /// Allow --dev on a non-loopback address.
     #[arg(long, requires = "dev")]

@@ -303,6 +303,16 @@ impl ClientMessage {
         writer.into_bytes()
     }
 
+    /// The batch id of a frame that starts like a `Push`, even if the rest of it does not
+    /// decode: a server refusing such a frame names the batch, so the client can settle
+    /// it, and orders the refusal among the batch acks.
+    pub fn push_batch_id(frame: &[u8], limits: &DecodeLimits) -> Option<BatchId> {
+        let mut reader = Reader::new(frame, limits).ok()?;
+        let (tag, fields) = open_frame(&mut reader).ok()?;
+        (tag == PUSH && fields >= 2).then_some(())?;
+        reader.u64("batch id").ok().map(BatchId)
+    }
+
     /// Decodes one frame under `limits`.
     pub fn decode(frame: &[u8], limits: &DecodeLimits) -> Result<ClientMessage, DecodeError> {
         let mut reader = Reader::new(frame, limits)?;

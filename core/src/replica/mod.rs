@@ -751,6 +751,22 @@ pub fn validate_document(document: &Document) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Checks a change's state as [`validate_document`] checks a document: field names, and
+/// the depth of every value (field values and set elements). A server applies it to
+/// changes pushed in the binary protocol, so both transports accept the same values.
+pub fn validate_state(state: &RecordState) -> Result<(), WriteError> {
+    for (name, field) in state.fields.iter() {
+        validate_field_name(name)?;
+        if field.register.as_ref().is_some_and(|register| depth(&register.value) > VALUE_DEPTH_MAX) {
+            return Err(WriteError::TooDeep { field: name.to_owned() });
+        }
+    }
+    if state.members.values().any(|member| depth(&member.value) > VALUE_DEPTH_MAX) {
+        return Err(WriteError::TooDeep { field: "(set element)".to_owned() });
+    }
+    Ok(())
+}
+
 /// Nesting depth of a value (scalars: 0). Iterative, so hostile depth cannot overflow
 /// the stack.
 fn depth(value: &Value) -> usize {

@@ -24,8 +24,24 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `GET /metrics`: OpenMetrics text.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`: OpenMetrics text; with `metrics_token` set, only for a request that
+/// carries it as a bearer token (401 otherwise).
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        // Compared in full whatever the first difference.
+        let matches = given.is_some_and(|given| {
+            given.len() == expected.len()
+                && given.bytes().zip(expected.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+        });
+        if !matches {
+            return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <metrics_token>`\n")
+                .into_response();
+        }
+    }
     let wal = state.engine_if_open().map(|engine| engine.wal_sync_stats()).unwrap_or_default();
     let body = state.metrics.render(&wal);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()

@@ -41,9 +41,13 @@ pub fn resolve(root: &Path, request_path: &str) -> Option<PathBuf> {
             _ => return None,
         }
     }
-    // Symlinks must not lead out of the directory either.
+    // Symlinks must not lead out of the directory, nor to a hidden file inside it: the
+    // rules apply to where a path really leads, not only to how it is spelled.
+    let root = root.canonicalize().ok()?;
     let resolved = path.canonicalize().ok()?;
-    resolved.starts_with(root.canonicalize().ok()?).then_some(resolved)
+    let inside = resolved.strip_prefix(&root).ok()?;
+    let hidden = inside.components().any(|part| part.as_os_str().to_string_lossy().starts_with('.'));
+    (!hidden).then_some(resolved)
 }
 
 /// The fallback handler.
@@ -71,5 +75,18 @@ mod tests {
         assert!(resolve(dir.path(), "/../etc/passwd").is_none());
         assert!(resolve(dir.path(), "/.secret").is_none());
         assert!(resolve(dir.path(), "/missing.js").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_inside_the_directory_cannot_lead_to_a_hidden_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "SECRET=1").unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git").join("config"), "[core]").unwrap();
+        std::os::unix::fs::symlink(dir.path().join(".env"), dir.path().join("env.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join(".git"), dir.path().join("repo")).unwrap();
+        assert!(resolve(dir.path(), "/env.txt").is_none());
+        assert!(resolve(dir.path(), "/repo/config").is_none());
     }
 }

@@ -272,7 +272,44 @@ pub fn changes_from_json(state: &AppState, writes: &[serde_json::Value]) -> Resu
     let engine = state.engine()?;
     let mut changes = Vec::with_capacity(writes.len());
     for (index, write) in writes.iter().enumerate() {
+        // Every refusal of a write names it, in the message and in `op_index`.
+        let change = change_from_json(state, engine, index, write).map_err(|mut error| {
+            error.op_index = error.op_index.or(u32::try_from(index).ok());
+            error
+        })?;
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+/// Keys a JSON write may have.
+const WRITE_KEYS: [&str; 4] = ["collection", "id", "op", "fields"];
+/// Keys a JSON pull may have.
+const PULL_KEYS: [&str; 4] = ["collection", "cursor", "shape", "where"];
+/// Keys a JSON sync request may have.
+const REQUEST_KEYS: [&str; 2] = ["writes", "pulls"];
+
+/// Refuses an object with keys outside `allowed` (a misspelt `fileds` would otherwise be
+/// ignored and the write would silently do something else), or a non-object.
+fn known_keys(value: &serde_json::Value, allowed: &[&str], what: &str) -> Result<(), OpError> {
+    let serde_json::Value::Object(object) = value else {
+        return Err(bad(format!("{what} must be an object")));
+    };
+    match object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        Some(key) => Err(bad(format!("{what}: unknown key {key:?} (expected one of {})", allowed.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+fn change_from_json(
+    state: &AppState,
+    engine: &weft_storage::engine::Engine,
+    index: usize,
+    write: &serde_json::Value,
+) -> Result<Change, OpError> {
+    {
         let what = format!("write {index}");
+        known_keys(write, &WRITE_KEYS, &what)?;
         let field = |name: &str| write.get(name).and_then(|v| v.as_str());
         let collection =
             CollectionName::new(field("collection").ok_or_else(|| bad(format!("{what}: `collection` missing")))?)
@@ -287,17 +324,20 @@ pub fn changes_from_json(state: &AppState, writes: &[serde_json::Value]) -> Resu
             "delete" => ops::delete(current.as_ref(), hlc),
             other => return Err(bad(format!("{what}: op {other:?}: expected put, update or delete"))),
         };
-        changes.push(Change { collection, key, hlc, state: state_delta });
+        Ok(Change { collection, key, hlc, state: state_delta })
     }
-    Ok(changes)
 }
 
 async fn json_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) -> Result<serde_json::Value, OpError> {
     let request: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
-    let empty = Vec::new();
-    let writes = request.get("writes").and_then(|w| w.as_array()).unwrap_or(&empty);
-    let pulls = request.get("pulls").and_then(|p| p.as_array()).unwrap_or(&empty);
+    known_keys(&request, &REQUEST_KEYS, "the request")?;
+    let list = |name: &str| match request.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(items)) => Ok(items.clone()),
+        Some(_) => Err(bad(format!("`{name}` must be a list"))),
+    };
+    let (writes, pulls) = (list("writes")?, list("pulls")?);
     let mut written = 0;
     if !writes.is_empty() {
         let task_state = Arc::clone(state);
@@ -310,6 +350,7 @@ async fn json_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) ->
     }
     let mut results = Vec::new();
     for (index, pull) in pulls.iter().enumerate() {
+        known_keys(pull, &PULL_KEYS, &format!("pull {index}"))?;
         let name = pull
             .get("collection")
             .and_then(|c| c.as_str())

@@ -48,6 +48,14 @@ pub fn check(state: &AppState, principal: &Principal, changes: &[Change]) -> Res
                     format!("{}/{}: {error}", change.collection, change.key),
                 ));
             }
+            // The same value rules as HTTP JSON writes (field names, depth 32).
+            if let Err(error) = weft_core::replica::validate_state(&change.state) {
+                let code = match error {
+                    weft_core::replica::WriteError::TooDeep { .. } => ErrorCode::NestingTooDeep,
+                    _ => ErrorCode::InvalidName,
+                };
+                return Err(OpError::at(code, index, format!("{}/{}: {error}", change.collection, change.key)));
+            }
             if change.state.max_hlc().is_some_and(|inner| inner > change.hlc) {
                 return Err(OpError::at(
                     ErrorCode::Malformed,

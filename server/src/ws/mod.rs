@@ -296,10 +296,19 @@ impl Connection {
             );
             return self.refuse(error, self.principal.is_none()).await;
         }
-        let message = match ClientMessage::decode(&bytes, &self.state.decode_limits()) {
+        let limits = self.state.decode_limits();
+        let message = match ClientMessage::decode(&bytes, &limits) {
             Ok(message) => message,
             Err(error) => {
                 let error = OpError::new(ErrorCode::from(&error), format!("frame refused: {error}"));
+                // A push that does not decode is refused like any refused batch: with its
+                // id, in batch order behind the acks still in flight.
+                if self.principal.is_some()
+                    && let Some(batch_id) = ClientMessage::push_batch_id(&bytes, &limits)
+                {
+                    let refused = Box::new(Pending::Refused { batch_id, error });
+                    return if self.acks.send(refused).await.is_err() { Next::Close } else { Next::Continue };
+                }
                 return self.refuse(error, self.principal.is_none()).await;
             }
         };

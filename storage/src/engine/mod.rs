@@ -28,7 +28,7 @@ use weft_core::change::Change;
 use weft_core::codec::{DecodeError, DecodeLimits, Reader, Writer};
 use weft_core::crdt::{RecordLimits, RecordState, VersionHash};
 use weft_core::hlc::Hlc;
-use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
+use weft_core::key::{CollectionName, KeyHash, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::{MerkleIndex, ReconcileError, ReconcileStep, RecordSource, respond};
 
 mod flush;
@@ -289,12 +289,13 @@ impl Inner {
     fn merge(
         &mut self,
         change: Change,
+        hash: KeyHash,
         observe: bool,
         ahead: Option<StoredRecord>,
     ) -> Result<Option<Merged>, EngineError> {
         self.max_hlc = self.max_hlc.max(Some(change.hlc));
+        debug_assert_eq!(hash, change.key.hash(), "merge given the hash of another key");
         let id = (change.collection, change.key);
-        let hash = id.1.hash();
         let current = self.take_current(&id, hash, ahead)?;
         let (mut state, version, seq, residence) = match current {
             Some((record, residence)) => (record.state, record.version, record.seq, residence),
@@ -379,10 +380,12 @@ impl Engine {
         }
         self.check_failed()?;
         let payload = encode_batch(&changes);
-        let ahead = self.shared.read_ahead(&changes)?;
+        // Key hashes (blake3) once per batch, before the lock.
+        let hashes: Vec<KeyHash> = changes.iter().map(|change| change.key.hash()).collect();
+        let ahead = self.shared.read_ahead(&changes, &hashes)?;
         let mut inner = self.shared.lock();
         // Before the batch is logged: a refused batch leaves no trace.
-        inner.check_record_limits(&changes, &ahead, &self.shared.config.record_limits)?;
+        inner.check_record_limits(&changes, &hashes, &ahead, &self.shared.config.record_limits)?;
         let receipt = self.shared.wal.append(&payload)?;
         let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
         let feed = feed_guard.as_ref();
@@ -390,7 +393,7 @@ impl Engine {
         let mut last_filtered: Option<(CollectionName, bool)> = None;
         let mut applied = Vec::new();
         let mut ahead = ahead.into_iter();
-        for (index, change) in changes.into_iter().enumerate() {
+        for ((index, change), hash) in changes.into_iter().enumerate().zip(hashes) {
             let ahead = ahead.next().flatten().map(|record| *record);
             let observe = match (feed, &last_filtered) {
                 (None, _) => false,
@@ -401,7 +404,7 @@ impl Engine {
                     wanted
                 }
             };
-            match inner.merge(change, observe, ahead) {
+            match inner.merge(change, hash, observe, ahead) {
                 Ok(Some(merged)) => {
                     applied.push(AppliedChange { index, partition: merged.partition, seq: merged.seq });
                     observed.extend(merged.observed);

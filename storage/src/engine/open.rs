@@ -72,7 +72,8 @@ impl Engine {
                 }
             };
             for change in changes {
-                if let Err(error) = inner.merge(change, false, None) {
+                let hash = change.key.hash();
+                if let Err(error) = inner.merge(change, hash, false, None) {
                     failure = Some(error);
                     return;
                 }

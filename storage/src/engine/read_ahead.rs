@@ -42,23 +42,21 @@ const READ_AHEAD_MIN_CHANGES: usize = 64;
 
 impl Shared {
     /// Reads the records of `changes` that merging would otherwise read under the lock.
-    pub(super) fn read_ahead(&self, changes: &[Change]) -> Result<ReadAhead, EngineError> {
+    /// `hashes` are the changes' key hashes (computed once per batch, outside the lock).
+    pub(super) fn read_ahead(&self, changes: &[Change], hashes: &[KeyHash]) -> Result<ReadAhead, EngineError> {
         if changes.len() < READ_AHEAD_MIN_CHANGES {
             return Ok(Vec::new());
         }
-        // Key hashes (blake3) are computed before taking the lock; ids are built under it,
-        // which is cheap (names and keys up to 24 bytes are inline, no allocation) and
-        // avoids a batch-sized vector of them.
-        let hashes: Vec<KeyHash> = changes.iter().map(|change| change.key.hash()).collect();
+        // Ids are built under the lock, which is cheap (names and keys up to 24 bytes are
+        // inline, no allocation) and avoids a batch-sized vector of them.
         let misses: Vec<bool> = {
             let inner = self.lock();
             changes
                 .iter()
-                .zip(&hashes)
+                .zip(hashes)
                 .map(|(change, hash)| inner.misses(&(change.collection.clone(), change.key.clone()), *hash))
                 .collect()
         };
-        drop(hashes);
         let mut records = Vec::with_capacity(changes.len());
         if !misses.contains(&true) {
             return Ok(records);
@@ -114,7 +112,9 @@ mod tests {
         engine.apply(vec![update("b", 2)]).unwrap();
         engine.flush().unwrap();
         engine.shared.lock().cache.clear();
-        let merged = engine.shared.lock().merge(update("c", 3), false, Some(stale)).unwrap();
+        let change = update("c", 3);
+        let hash = change.key.hash();
+        let merged = engine.shared.lock().merge(change, hash, false, Some(stale)).unwrap();
         assert!(merged.is_some());
         let key = RecordKey::new("k").unwrap();
         let state = engine.read(&CollectionName::new("todos").unwrap(), &key).unwrap().unwrap();

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use weft_core::change::Change;
 use weft_core::crdt::{RecordLimits, RecordSize, RecordState};
+use weft_core::key::{CollectionName, KeyHash, RecordKey};
 
 use super::read_ahead::ReadAhead;
 use super::{EngineError, Inner, RecordId};
@@ -27,34 +28,44 @@ enum Known {
     Exact(RecordState, RecordSize),
 }
 
+type BatchKey<'a> = (&'a CollectionName, &'a RecordKey);
+
 impl Inner {
-    /// Refuses `changes` if merging them would make a record exceed `limits`.
+    /// Refuses `changes` (with their key `hashes`) if merging them would make a record
+    /// exceed `limits`.
     pub(super) fn check_record_limits(
         &mut self,
         changes: &[Change],
+        hashes: &[KeyHash],
         ahead: &ReadAhead,
         limits: &RecordLimits,
     ) -> Result<(), EngineError> {
-        let mut records: HashMap<RecordId, (Known, usize)> = HashMap::new();
-        for (index, change) in changes.iter().enumerate() {
-            let id = (change.collection.clone(), change.key.clone());
+        // Records seen earlier in this batch (most batches touch each record once).
+        let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::RandomState> = HashMap::default();
+        for (index, (change, hash)) in changes.iter().zip(hashes).enumerate() {
             let delta = change.state.size();
-            let (known, exact_checks) = match records.remove(&id) {
+            let ahead_record = ahead.get(index).and_then(|r| r.as_deref());
+            let batch_key = (&change.collection, &change.key);
+            let (known, exact_checks) = match seen.remove(&batch_key) {
                 Some(entry) => entry,
                 None => {
-                    let current = self.current_size(&id, ahead.get(index).and_then(|r| r.as_deref()))?;
+                    let id = (change.collection.clone(), change.key.clone());
+                    let current = self.current_size(&id, *hash, ahead_record)?;
+                    let bound = current.unwrap_or_default().plus(delta);
+                    if limits.exceeded_by(bound).is_none() {
+                        // The common case: far from the limit.
+                        seen.insert(batch_key, (Known::Bound(bound), 0));
+                        continue;
+                    }
                     (Known::Bound(current.unwrap_or_default()), 0)
                 }
             };
-            let (known, exact_checks) = match known {
+            let entry = match known {
                 Known::Bound(bound) if limits.exceeded_by(bound.plus(delta)).is_none() => {
                     (Known::Bound(bound.plus(delta)), exact_checks)
                 }
-                Known::Exact(state, size) if limits.exceeded_by(size.plus(delta)).is_none() => {
-                    let mut state = state;
-                    let hash = change.key.hash();
-                    let version = state.version(hash);
-                    state.join(hash, version, change.state.clone());
+                Known::Exact(mut state, size) if limits.exceeded_by(size.plus(delta)).is_none() => {
+                    join(&mut state, change, *hash);
                     (Known::Exact(state, size.plus(delta)), exact_checks)
                 }
                 known => {
@@ -69,21 +80,19 @@ impl Inner {
                     let mut state = match known {
                         Known::Exact(state, _) => state,
                         Known::Bound(_) => {
-                            // Recompute from the current record and every earlier delta of
-                            // this batch for it.
-                            let ahead_record = ahead.get(index).and_then(|r| r.as_deref());
-                            let mut state = self.current_for_limits(&id, ahead_record)?.unwrap_or_default();
-                            for earlier in changes[..index].iter().filter(|c| c.collection == id.0 && c.key == id.1) {
-                                let hash = earlier.key.hash();
-                                let version = state.version(hash);
-                                state.join(hash, version, earlier.state.clone());
+                            // From the current record and every earlier change of this batch to it.
+                            let id = (change.collection.clone(), change.key.clone());
+                            let mut state = self.current_for_limits(&id, *hash, ahead_record)?.unwrap_or_default();
+                            let earlier = changes[..index].iter().zip(hashes);
+                            for (earlier, earlier_hash) in
+                                earlier.filter(|(c, _)| c.collection == id.0 && c.key == id.1)
+                            {
+                                join(&mut state, earlier, *earlier_hash);
                             }
                             state
                         }
                     };
-                    let hash = change.key.hash();
-                    let version = state.version(hash);
-                    state.join(hash, version, change.state.clone());
+                    join(&mut state, change, *hash);
                     let size = state.size();
                     if let Some(reason) = limits.exceeded_by(size) {
                         return Err(too_large(change, index, &reason));
@@ -91,7 +100,7 @@ impl Inner {
                     (Known::Exact(state, size), exact_checks + 1)
                 }
             };
-            records.insert(id, (known, exact_checks));
+            seen.insert(batch_key, entry);
         }
         Ok(())
     }
@@ -101,9 +110,10 @@ impl Inner {
     fn current_for_limits(
         &self,
         id: &RecordId,
+        hash: KeyHash,
         ahead: Option<&crate::store::StoredRecord>,
     ) -> Result<Option<RecordState>, EngineError> {
-        let latest = self.latest_version(id, id.1.hash());
+        let latest = self.latest_version(id, hash);
         if latest.is_none() {
             return Ok(None);
         }
@@ -112,6 +122,11 @@ impl Inner {
         }
         Ok(self.peek_current(id)?.map(|record| record.state))
     }
+}
+
+fn join(state: &mut RecordState, change: &Change, hash: KeyHash) {
+    let version = state.version(hash);
+    state.join(hash, version, change.state.clone());
 }
 
 fn too_large(change: &Change, index: usize, reason: &str) -> EngineError {

@@ -172,9 +172,9 @@ impl Inner {
     pub(super) fn current_size(
         &mut self,
         id: &RecordId,
+        hash: KeyHash,
         ahead: Option<&StoredRecord>,
     ) -> Result<Option<RecordSize>, EngineError> {
-        let hash = id.1.hash();
         let latest = self.latest_version(id, hash);
         if let Some(record) = self.dirty.get(id) {
             return Ok(Some(record.state.size()));
