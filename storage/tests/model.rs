@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weft_core::change::Change;
-use weft_core::crdt::{RecordState, ops};
+use weft_core::crdt::{RecordLimits, RecordState, ops};
 use weft_core::hlc::{Hlc, NodeId};
 use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::merkle::MerkleIndex;
 use weft_core::value::{Document, Value};
-use weft_storage::engine::{Appended, Engine, EngineConfig};
+use weft_storage::engine::{Appended, Engine, EngineConfig, EngineError};
 use weft_storage::store::SqliteStore;
 
 const T0: u64 = 1_700_000_000_000;
@@ -126,10 +126,15 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Clone, Debug)]
 struct Settings {
     cache_records: usize,
+    /// The engine's record entry limit: small, so batches that would pass it (and are
+    /// refused whole) are common.
+    entries_max: usize,
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
-    (1..6usize).prop_map(|cache_records| Settings { cache_records })
+    let entries_max =
+        prop_oneof![2 => 3..8usize, 2 => 8..40usize, 1 => Just(weft_core::crdt::RECORD_ENTRIES_MAX_DEFAULT)];
+    (1..6usize, entries_max).prop_map(|(cache_records, entries_max)| Settings { cache_records, entries_max })
 }
 
 type Id = (CollectionName, RecordKey);
@@ -168,8 +173,10 @@ struct Harness {
     seqs: HashMap<Id, u64>,
     /// Highest sequence number seen per (collection, partition).
     partition_seqs: HashMap<(CollectionName, PartitionId), u64>,
-    /// The greatest HLC sent.
+    /// The greatest HLC accepted.
     max_hlc: Option<Hlc>,
+    /// The engine's record limits.
+    limits: RecordLimits,
 }
 
 fn open(dir: &Path, config: &EngineConfig) -> Engine {
@@ -216,13 +223,30 @@ impl Harness {
         if changes.is_empty() {
             return;
         }
+        // The reference decides first: a batch that would make a record pass the limits
+        // is refused whole, and then nothing of it may show.
+        let mut after = Model { records: self.model.records.clone() };
         for change in &changes {
-            self.model.apply(change);
-            self.max_hlc = self.max_hlc.max(Some(change.hlc));
+            after.apply(change);
         }
-        match held {
-            Some(held) => held.push(engine.append(changes, 0).unwrap()),
-            None => drop(engine.apply(changes).unwrap()),
+        let refused = changes.iter().any(|change| {
+            let state = &after.records[&(change.collection.clone(), change.key.clone())];
+            self.limits.exceeded_by(state.size()).is_some()
+        });
+        let outcome = match held {
+            Some(held) => engine.append(changes.clone(), 0).map(|appended| held.push(appended)),
+            None => engine.apply(changes.clone()).map(drop),
+        };
+        match outcome {
+            Ok(()) => {
+                assert!(!refused, "a batch past the record limits was accepted");
+                self.model = after;
+                for change in &changes {
+                    self.max_hlc = self.max_hlc.max(Some(change.hlc));
+                }
+            }
+            Err(EngineError::RecordTooLarge { .. }) => assert!(refused, "a batch within the record limits was refused"),
+            Err(error) => panic!("{error}"),
         }
     }
 
@@ -329,6 +353,7 @@ fn run(settings: &Settings, ops: &[Op]) {
         // every time.
         flush_records: 1 << 20,
         flush_interval: Duration::from_secs(3600),
+        record_limits: RecordLimits { entries_max: settings.entries_max, ..RecordLimits::default() },
         ..EngineConfig::default()
     };
     let mut harness = Harness {
@@ -338,6 +363,7 @@ fn run(settings: &Settings, ops: &[Op]) {
         seqs: HashMap::new(),
         partition_seqs: HashMap::new(),
         max_hlc: None,
+        limits: config.record_limits,
     };
     let mut engine = open(dir.path(), &config);
     let mut step = 0;

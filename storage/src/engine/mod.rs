@@ -173,6 +173,14 @@ pub struct Appended {
     flush: bool,
 }
 
+/// Where a merge finds its record's current copy.
+enum Current {
+    /// Already taken out of the working set (by the record-limits check).
+    Taken(Option<(StoredRecord, Residence)>),
+    /// To be taken by the merge (`Some`: a copy read ahead of the lock).
+    Ahead(Option<StoredRecord>),
+}
+
 struct Merged {
     partition: PartitionId,
     seq: u64,
@@ -291,12 +299,15 @@ impl Inner {
         change: Change,
         hash: KeyHash,
         observe: bool,
-        ahead: Option<StoredRecord>,
+        current: Current,
     ) -> Result<Option<Merged>, EngineError> {
         self.max_hlc = self.max_hlc.max(Some(change.hlc));
         debug_assert_eq!(hash, change.key.hash(), "merge given the hash of another key");
         let id = (change.collection, change.key);
-        let current = self.take_current(&id, hash, ahead)?;
+        let current = match current {
+            Current::Taken(taken) => taken,
+            Current::Ahead(ahead) => self.take_current(&id, hash, ahead)?,
+        };
         let (mut state, version, seq, residence) = match current {
             Some((record, residence)) => (record.state, record.version, record.seq, residence),
             None => (RecordState::default(), VersionHash::default(), 0, Residence::Clean),
@@ -384,17 +395,22 @@ impl Engine {
         let hashes: Vec<KeyHash> = changes.iter().map(|change| change.key.hash()).collect();
         let ahead = self.shared.read_ahead(&changes, &hashes)?;
         let mut inner = self.shared.lock();
-        // Before the batch is logged: a refused batch leaves no trace.
-        inner.check_record_limits(&changes, &hashes, &ahead, &self.shared.config.record_limits)?;
-        let receipt = self.shared.wal.append(&payload)?;
+        // Before the batch is logged: a refused batch leaves no trace. The check takes
+        // each record of the batch out of the working set once; the merges use them.
+        let taken = inner.check_record_limits(&changes, &hashes, ahead, &self.shared.config.record_limits)?;
+        let receipt = match self.shared.wal.append(&payload) {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                inner.put_back(&changes, &hashes, taken);
+                return Err(error.into());
+            }
+        };
         let feed_guard = self.shared.feed.lock().unwrap_or_else(|p| p.into_inner());
         let feed = feed_guard.as_ref();
         let mut observed = Vec::new();
         let mut last_filtered: Option<(CollectionName, bool)> = None;
         let mut applied = Vec::new();
-        let mut ahead = ahead.into_iter();
-        for ((index, change), hash) in changes.into_iter().enumerate().zip(hashes) {
-            let ahead = ahead.next().flatten().map(|record| *record);
+        for (((index, change), hash), current) in changes.into_iter().enumerate().zip(hashes).zip(taken) {
             let observe = match (feed, &last_filtered) {
                 (None, _) => false,
                 (Some(_), Some((collection, wanted))) if *collection == change.collection => *wanted,
@@ -404,7 +420,7 @@ impl Engine {
                     wanted
                 }
             };
-            match inner.merge(change, hash, observe, ahead) {
+            match inner.merge(change, hash, observe, current) {
                 Ok(Some(merged)) => {
                     applied.push(AppliedChange { index, partition: merged.partition, seq: merged.seq });
                     observed.extend(merged.observed);

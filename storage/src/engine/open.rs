@@ -73,7 +73,7 @@ impl Engine {
             };
             for change in changes {
                 let hash = change.key.hash();
-                if let Err(error) = inner.merge(change, hash, false, None) {
+                if let Err(error) = inner.merge(change, hash, false, super::Current::Ahead(None)) {
                     failure = Some(error);
                     return;
                 }

@@ -114,7 +114,8 @@ mod tests {
         engine.shared.lock().cache.clear();
         let change = update("c", 3);
         let hash = change.key.hash();
-        let merged = engine.shared.lock().merge(change, hash, false, Some(stale)).unwrap();
+        let merged =
+            engine.shared.lock().merge(change, hash, false, crate::engine::Current::Ahead(Some(stale))).unwrap();
         assert!(merged.is_some());
         let key = RecordKey::new("k").unwrap();
         let state = engine.read(&CollectionName::new("todos").unwrap(), &key).unwrap().unwrap();

@@ -4,7 +4,9 @@
 //! The check runs under the engine lock, so concurrent batches cannot together push a
 //! record past the limit. It is cheap when records are far from it: the merged record is
 //! never larger than the current one plus the deltas ([`RecordSize::plus`]), so only a
-//! record whose bound passes the limit is merged, on a copy, to measure it exactly.
+//! record whose bound passes the limit is merged, on a copy, to measure it exactly. It
+//! takes each record of the batch out of the working set — the lookup the merge would
+//! make anyway — and hands it to the merge, so the check costs no extra lookup.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,8 @@ use weft_core::crdt::{RecordLimits, RecordSize, RecordState};
 use weft_core::key::{CollectionName, KeyHash, RecordKey};
 
 use super::read_ahead::ReadAhead;
-use super::{EngineError, Inner, RecordId};
+use super::{Current, EngineError, Inner};
+use crate::store::StoredRecord;
 
 /// Exact re-measurements of one record within one batch before the batch is refused: a
 /// batch of thousands of small changes to one record at its limit would otherwise make
@@ -31,33 +34,70 @@ enum Known {
 type BatchKey<'a> = (&'a CollectionName, &'a RecordKey);
 
 impl Inner {
-    /// Refuses `changes` (with their key `hashes`) if merging them would make a record
-    /// exceed `limits`.
+    /// Takes the current copy of each record of `changes` (with their key `hashes`) out
+    /// of the working set, once per record, and returns them for the merges, one per
+    /// change: `Current::Taken` for a record's first change, `Current::Ahead(None)` for
+    /// later ones (they find it dirty). If merging would make a record exceed `limits`,
+    /// puts everything back and refuses the batch.
     pub(super) fn check_record_limits(
         &mut self,
         changes: &[Change],
         hashes: &[KeyHash],
-        ahead: &ReadAhead,
+        ahead: ReadAhead,
+        limits: &RecordLimits,
+    ) -> Result<Vec<Current>, EngineError> {
+        let mut taken: Vec<Current> = Vec::with_capacity(changes.len());
+        match self.measure_batch(changes, hashes, ahead, &mut taken, limits) {
+            Ok(()) => Ok(taken),
+            Err(error) => {
+                self.put_back(changes, hashes, taken);
+                Err(error)
+            }
+        }
+    }
+
+    /// Puts records taken by [`Inner::check_record_limits`] back where they were.
+    pub(super) fn put_back(&mut self, changes: &[Change], hashes: &[KeyHash], taken: Vec<Current>) {
+        for ((change, hash), current) in changes.iter().zip(hashes).zip(taken) {
+            if let Current::Taken(Some((record, residence))) = current {
+                let id = (change.collection.clone(), change.key.clone());
+                self.put_unchanged(id, *hash, record, residence);
+            }
+        }
+    }
+
+    fn measure_batch(
+        &mut self,
+        changes: &[Change],
+        hashes: &[KeyHash],
+        ahead: ReadAhead,
+        taken: &mut Vec<Current>,
         limits: &RecordLimits,
     ) -> Result<(), EngineError> {
+        let mut ahead = ahead.into_iter();
         // Records seen earlier in this batch (most batches touch each record once).
         let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::RandomState> = HashMap::default();
         for (index, (change, hash)) in changes.iter().zip(hashes).enumerate() {
             let delta = change.state.size();
-            let ahead_record = ahead.get(index).and_then(|r| r.as_deref());
+            let ahead_record: Option<StoredRecord> = ahead.next().flatten().map(|record| *record);
             let batch_key = (&change.collection, &change.key);
             let (known, exact_checks) = match seen.remove(&batch_key) {
-                Some(entry) => entry,
+                Some(entry) => {
+                    taken.push(Current::Ahead(None));
+                    entry
+                }
                 None => {
                     let id = (change.collection.clone(), change.key.clone());
-                    let current = self.current_size(&id, *hash, ahead_record)?;
-                    let bound = current.unwrap_or_default().plus(delta);
+                    let current = self.take_current(&id, *hash, ahead_record)?;
+                    let size = current.as_ref().map_or_else(RecordSize::default, |(record, _)| record.state.size());
+                    taken.push(Current::Taken(current));
+                    let bound = size.plus(delta);
                     if limits.exceeded_by(bound).is_none() {
                         // The common case: far from the limit.
                         seen.insert(batch_key, (Known::Bound(bound), 0));
                         continue;
                     }
-                    (Known::Bound(current.unwrap_or_default()), 0)
+                    (Known::Bound(size), 0)
                 }
             };
             let entry = match known {
@@ -71,26 +111,12 @@ impl Inner {
                 known => {
                     // Near the limit: merge on a copy and measure.
                     if exact_checks >= EXACT_CHECKS_PER_RECORD {
-                        return Err(too_large(
-                            change,
-                            index,
-                            "too many changes to a record at its size limit in one batch",
-                        ));
+                        let reason = "too many changes to a record at its size limit in one batch";
+                        return Err(too_large(change, index, reason));
                     }
                     let mut state = match known {
                         Known::Exact(state, _) => state,
-                        Known::Bound(_) => {
-                            // From the current record and every earlier change of this batch to it.
-                            let id = (change.collection.clone(), change.key.clone());
-                            let mut state = self.current_for_limits(&id, *hash, ahead_record)?.unwrap_or_default();
-                            let earlier = changes[..index].iter().zip(hashes);
-                            for (earlier, earlier_hash) in
-                                earlier.filter(|(c, _)| c.collection == id.0 && c.key == id.1)
-                            {
-                                join(&mut state, earlier, *earlier_hash);
-                            }
-                            state
-                        }
+                        Known::Bound(_) => self.merged_before(changes, hashes, taken, index),
                     };
                     join(&mut state, change, *hash);
                     let size = state.size();
@@ -105,22 +131,20 @@ impl Inner {
         Ok(())
     }
 
-    /// The current state of a record, copied, for measuring it merged (a copy read ahead
-    /// of the lock is used when it is the latest).
-    fn current_for_limits(
-        &self,
-        id: &RecordId,
-        hash: KeyHash,
-        ahead: Option<&crate::store::StoredRecord>,
-    ) -> Result<Option<RecordState>, EngineError> {
-        let latest = self.latest_version(id, hash);
-        if latest.is_none() {
-            return Ok(None);
+    /// The record of change `index` as the batch's earlier changes to it leave it: its
+    /// current copy (taken at its first change in the batch) merged with each of them.
+    fn merged_before(&self, changes: &[Change], hashes: &[KeyHash], taken: &[Current], index: usize) -> RecordState {
+        let change = &changes[index];
+        let same = |c: &Change| c.collection == change.collection && c.key == change.key;
+        let first = changes.iter().position(same).unwrap_or(index);
+        let mut state = match taken.get(first) {
+            Some(Current::Taken(Some((record, _)))) => record.state.clone(),
+            _ => RecordState::default(),
+        };
+        for (earlier, hash) in changes[..index].iter().zip(hashes).filter(|(c, _)| same(c)) {
+            join(&mut state, earlier, *hash);
         }
-        if let Some(record) = ahead.filter(|record| Some(record.version) == latest) {
-            return Ok(Some(record.state.clone()));
-        }
-        Ok(self.peek_current(id)?.map(|record| record.state))
+        state
     }
 }
 

@@ -21,7 +21,7 @@
 //! reconciliation relies on), and states only grow under merge, so two copies with the
 //! latest version are the same state with the same sequence number.
 
-use weft_core::crdt::{RecordSize, VersionHash};
+use weft_core::crdt::VersionHash;
 use weft_core::key::KeyHash;
 
 use super::{EngineError, Inner, RecordId, lock_store};
@@ -163,35 +163,6 @@ impl Inner {
                 self.cache_clean(id.clone(), hash, record.clone());
                 Ok(Some(record))
             }
-        }
-    }
-
-    /// The size of a record's current copy, without copying it; `ahead` as in
-    /// [`Inner::take_current`]. A copy read from the store is cached, so the merge that
-    /// follows finds it in memory.
-    pub(super) fn current_size(
-        &mut self,
-        id: &RecordId,
-        hash: KeyHash,
-        ahead: Option<&StoredRecord>,
-    ) -> Result<Option<RecordSize>, EngineError> {
-        let latest = self.latest_version(id, hash);
-        if let Some(record) = self.dirty.get(id) {
-            return Ok(Some(record.state.size()));
-        }
-        let Some(latest) = latest else { return Ok(None) };
-        let is_latest = |record: &&StoredRecord| record.version == latest;
-        let flushing = self.flushing.as_ref().and_then(|f| f.get(id)).filter(is_latest);
-        if let Some(record) = flushing.or_else(|| self.cache.peek(id).filter(is_latest)).or(ahead.filter(is_latest)) {
-            return Ok(Some(record.state.size()));
-        }
-        match lock_store(&self.store).read(&id.0, &id.1)? {
-            Some(record) if record.version == latest => {
-                let size = record.state.size();
-                self.cache_clean(id.clone(), hash, record);
-                Ok(Some(size))
-            }
-            other => Err(stale(id, "store", other.map(|r| r.version), Some(latest))),
         }
     }
 
