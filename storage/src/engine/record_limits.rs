@@ -76,7 +76,8 @@ impl Inner {
     ) -> Result<(), EngineError> {
         let mut ahead = ahead.into_iter();
         // Records seen earlier in this batch (most batches touch each record once).
-        let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::RandomState> = HashMap::default();
+        let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::FixedState> =
+            HashMap::with_capacity_and_hasher(changes.len(), foldhash::fast::FixedState::default());
         for (index, (change, hash)) in changes.iter().zip(hashes).enumerate() {
             let delta = change.state.size();
             let ahead_record: Option<StoredRecord> = ahead.next().flatten().map(|record| *record);
