@@ -76,8 +76,10 @@ impl Inner {
     ) -> Result<(), EngineError> {
         let mut ahead = ahead.into_iter();
         // Records seen earlier in this batch (most batches touch each record once).
-        let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::FixedState> =
-            HashMap::with_capacity_and_hasher(changes.len(), foldhash::fast::FixedState::default());
+        // A random seed per map: the keys come from clients, and a fixed one would let a
+        // client craft colliding keys that make this loop quadratic under the lock.
+        let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(changes.len(), foldhash::fast::RandomState::default());
         for (index, (change, hash)) in changes.iter().zip(hashes).enumerate() {
             let delta = change.state.size();
             let ahead_record: Option<StoredRecord> = ahead.next().flatten().map(|record| *record);
