@@ -352,20 +352,7 @@ pub async fn live(
     for s in 0..subscribers {
         let (mut sender, mut receiver, _) =
             weft_client::raw::connect(url, NodeId(0x6000 + s as u64), token.clone()).await?;
-        let subscribe = ClientMessage::Subscribe {
-            subscription_id: SubscriptionId(1),
-            collection: collection.clone(),
-            cursor: None,
-            shape: None,
-        };
-        sender.send(&subscribe).await?;
-        loop {
-            match receiver.recv().await? {
-                Some(ServerMessage::Changes { caught_up: true, .. }) => break,
-                Some(_) => {}
-                None => return Err(ClientError::Protocol("closed while subscribing".into())),
-            }
-        }
+        subscribe_caught_up(&mut sender, &mut receiver, &collection).await?;
         readers.push(tokio::spawn(async move {
             let _keep_open = sender;
             let mut arrivals: Vec<(u64, Instant)> = Vec::new();
@@ -431,6 +418,28 @@ pub async fn live(
     })
 }
 
+/// Subscribes to `collection` (no cursor) and waits until its catch-up is complete.
+async fn subscribe_caught_up(
+    sender: &mut weft_client::raw::RawSender,
+    receiver: &mut weft_client::raw::RawReceiver,
+    collection: &CollectionName,
+) -> Result<(), ClientError> {
+    let message = ClientMessage::Subscribe {
+        subscription_id: SubscriptionId(1),
+        collection: collection.clone(),
+        cursor: None,
+        shape: None,
+    };
+    sender.send(&message).await?;
+    loop {
+        match receiver.recv().await? {
+            Some(ServerMessage::Changes { caught_up: true, .. }) => return Ok(()),
+            Some(_) => {}
+            None => return Err(ClientError::Protocol("closed while subscribing".into())),
+        }
+    }
+}
+
 /// What `weft bench idle` measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct IdleReport {
@@ -478,20 +487,7 @@ pub async fn idle(
         let (mut sender, mut receiver, _) =
             weft_client::raw::connect(url, NodeId(0x7000 + n as u64), token.clone()).await?;
         if subscribe {
-            let message = ClientMessage::Subscribe {
-                subscription_id: SubscriptionId(1),
-                collection: collection.clone(),
-                cursor: None,
-                shape: None,
-            };
-            sender.send(&message).await?;
-            loop {
-                match receiver.recv().await? {
-                    Some(ServerMessage::Changes { caught_up: true, .. }) => break,
-                    Some(_) => {}
-                    None => return Err(ClientError::Protocol("closed while subscribing".into())),
-                }
-            }
+            subscribe_caught_up(&mut sender, &mut receiver, &collection).await?;
         }
         open.push((sender, receiver));
         progress.inc(1);
