@@ -97,6 +97,10 @@ pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
     drop(listener);
     // Every connection holds a permit until it ends: having them all back means none is
     // left. (Upgraded WebSockets hand theirs back at the upgrade; they drain separately.)
+    // A client that stopped reading a response would hold its connection forever: the
+    // wait is bounded like the WebSocket drain.
     let all = u32::try_from(limits.http_connections_max.max(1)).unwrap_or(u32::MAX);
-    let _ = open.acquire_many(all).await;
+    if tokio::time::timeout(crate::serve::SHUTDOWN_DRAIN, open.acquire_many(all)).await.is_err() {
+        tracing::warn!("HTTP connections still open after {:?}; closing anyway", crate::serve::SHUTDOWN_DRAIN);
+    }
 }

@@ -414,6 +414,12 @@ impl Config {
                 self.limits.batch_changes_max
             )));
         }
+        if !(1..=1_000_000).contains(&self.limits.http_connections_max) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.http_connections_max is {}; it must be between 1 and 1,000,000",
+                self.limits.http_connections_max
+            )));
+        }
         // Decoders recurse once per level: the bound is what keeps a hostile frame off
         // the end of the stack, so it cannot be configured away.
         if !(8..=64).contains(&self.limits.depth_max) {

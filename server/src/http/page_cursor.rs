@@ -3,9 +3,10 @@
 //!
 //! A listing skips rows the caller cannot read. When a page stops early (its scan budget
 //! ran out among unreadable rows), the position it stopped at is the key of a row the
-//! caller must not learn; it is handed out sealed — encrypted and authenticated with keys
-//! this process draws at start — and opened again when passed back as `after`. A sealed
-//! cursor is valid until the server restarts; a stale or altered one is refused by name.
+//! caller must not learn; every `next` is therefore handed out sealed — encrypted and
+//! authenticated with keys this process draws at start — and opened again when passed
+//! back as `after`. A sealed cursor is valid until the server restarts; a stale or
+//! altered one is refused by name. (Its length shows the length of the key it holds.)
 //!
 //! Construction: a random 16-byte nonce; the key XOR-ed with a BLAKE3 keyed XOF stream
 //! over the nonce (encryption key); a 16-byte BLAKE3 keyed MAC over nonce and ciphertext
@@ -15,8 +16,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use weft_core::key::RecordKey;
 
-/// The prefix that marks a sealed cursor (a plain key may not start with it unescaped:
-/// see [`Start::parse`]).
+/// The prefix that marks a sealed cursor: an `after` starting with it is read as a
+/// cursor, anything else as a key (a key that itself starts with it can be continued
+/// from with the cursor a page returned, not named directly).
 const PREFIX: &str = "s1.";
 const NONCE: usize = 16;
 const TAG: usize = 16;

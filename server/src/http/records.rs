@@ -78,9 +78,9 @@ const SCAN_BUDGET_MIN: usize = 10_000;
 
 /// `GET /v1/collections/{c}?after=KEY&limit=N`: `{"records": [...], "next": CURSOR|null}`;
 /// pass `next` as `after` for the following page. Rows the caller may not read are
-/// skipped, and never named: `next` is the key of the last row returned, or, when the
-/// page's scan budget ran out among unreadable rows, a sealed cursor
-/// ([`super::page_cursor`]).
+/// skipped, and never named: `next` is a sealed cursor ([`super::page_cursor`]) of the
+/// last row returned or, when the page's scan budget ran out among unreadable rows, of
+/// where it stopped.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(collection): Path<String>,
@@ -128,8 +128,9 @@ pub async fn list(
                     }
                 }
                 if records.len() == limit {
-                    // More may follow: continue after the last row returned.
-                    break last_returned.map(|key| key.as_str().to_owned());
+                    // More may follow: continue after the last row returned (sealed too,
+                    // so that `next` has one form, whatever the key looks like).
+                    break last_returned.map(|key| shared.cursor_seal.seal(&key));
                 }
                 if exhausted {
                     break None;

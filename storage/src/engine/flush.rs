@@ -71,6 +71,9 @@ impl Shared {
     /// First half of a flush: moves the dirty records (all, or those of `only`) into the
     /// flushing map, where merges still find them, and starts a fresh dirty map.
     pub(super) fn take_dirty(&self, spare: &mut MutexGuard<'_, DirtyMap>, only: Option<&CollectionName>) -> Taken {
+        // After a failed merge the working set may not hold everything up to `applied`:
+        // records are still written (they are merged states), the checkpoint stays put.
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some();
         let mut inner = self.lock();
         assert!(inner.flushing.is_none(), "two flushes at once: the flush lock must serialize them");
         if let Some(collection) = only {
@@ -91,7 +94,7 @@ impl Shared {
         } else if inner.dirty.is_empty() {
             // Merges that changed nothing still advance `applied`: the WAL must hold
             // those records durably before anyone checkpoints there.
-            Taken::Clean { applied: inner.applied, receipt: inner.last_receipt }
+            Taken::Clean { applied: inner.applied.filter(|_| !failed), receipt: inner.last_receipt }
         } else {
             // The next dirty map is the one the last flush emptied, at its capacity; the
             // first starts at the current size, since growing a table of 100k+ records
@@ -104,7 +107,7 @@ impl Shared {
             let map = Arc::new(std::mem::replace(&mut inner.dirty, next));
             inner.flushing = Some(Arc::clone(&map));
             self.dirty_taken.notify_all();
-            Taken::Records { map, checkpoint: inner.applied, receipt: inner.last_receipt }
+            Taken::Records { map, checkpoint: inner.applied.filter(|_| !failed), receipt: inner.last_receipt }
         }
     }
 

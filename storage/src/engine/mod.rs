@@ -397,7 +397,15 @@ impl Engine {
         let mut inner = self.shared.lock();
         // Before the batch is logged: a refused batch leaves no trace. The check takes
         // each record of the batch out of the working set once; the merges use them.
-        let taken = inner.check_record_limits(&changes, &hashes, ahead, &self.shared.config.record_limits)?;
+        let taken = match inner.check_record_limits(&changes, &hashes, ahead, &self.shared.config.record_limits) {
+            Ok(taken) => taken,
+            Err(error) => {
+                if matches!(error, EngineError::StaleRecord { .. }) {
+                    self.fail(&error);
+                }
+                return Err(error);
+            }
+        };
         let receipt = match self.shared.wal.append(&payload) {
             Ok(receipt) => receipt,
             Err(error) => {
@@ -410,7 +418,8 @@ impl Engine {
         let mut observed = Vec::new();
         let mut last_filtered: Option<(CollectionName, bool)> = None;
         let mut applied = Vec::new();
-        for (((index, change), hash), current) in changes.into_iter().enumerate().zip(hashes).zip(taken) {
+        let mut items = changes.into_iter().enumerate().zip(hashes).zip(taken);
+        while let Some((((index, change), hash), current)) = items.next() {
             let observe = match (feed, &last_filtered) {
                 (None, _) => false,
                 (Some(_), Some((collection, wanted))) if *collection == change.collection => *wanted,
@@ -427,7 +436,14 @@ impl Engine {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                    // Records the check took for the changes not merged go back: dropped,
+                    // they would be nowhere in memory while the merkle index names them.
+                    for (((_, change), hash), current) in items {
+                        if let Current::Taken(Some((record, residence))) = current {
+                            inner.put_unchanged((change.collection, change.key), hash, record, residence);
+                        }
+                    }
+                    self.fail(&error);
                     return Err(error);
                 }
             }
@@ -650,6 +666,12 @@ impl Engine {
         let inner = self.shared.lock();
         let empty = MerkleIndex::new();
         ReconcileStep::start(inner.collections.get(collection).map_or(&empty, |meta| &meta.merkle))
+    }
+
+    /// Stops the engine accepting writes (the working set may no longer match the log; a
+    /// restart replays the WAL) and keeps flushes from moving the checkpoint.
+    fn fail(&self, error: &EngineError) {
+        *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
     }
 
     fn check_failed(&self) -> Result<(), EngineError> {

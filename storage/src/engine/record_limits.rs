@@ -37,8 +37,9 @@ impl Inner {
     /// Takes the current copy of each record of `changes` (with their key `hashes`) out
     /// of the working set, once per record, and returns them for the merges, one per
     /// change: `Current::Taken` for a record's first change, `Current::Ahead(None)` for
-    /// later ones (they find it dirty). If merging would make a record exceed `limits`,
-    /// puts everything back and refuses the batch.
+    /// later ones (their merge takes the record wherever the first merge put it back:
+    /// the dirty map if it changed, else the cache or the store). If merging would make
+    /// a record exceed `limits`, puts everything back and refuses the batch.
     pub(super) fn check_record_limits(
         &mut self,
         changes: &[Change],
@@ -78,13 +79,14 @@ impl Inner {
         // Records seen earlier in this batch (most batches touch each record once).
         // A random seed per map: the keys come from clients, and a fixed one would let a
         // client craft colliding keys that make this loop quadratic under the lock.
-        let mut seen: HashMap<BatchKey<'_>, (Known, usize), foldhash::fast::RandomState> =
+        // Per record: what is known, exact checks so far, the index of its first change.
+        let mut seen: HashMap<BatchKey<'_>, (Known, usize, usize), foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(changes.len(), foldhash::fast::RandomState::default());
         for (index, (change, hash)) in changes.iter().zip(hashes).enumerate() {
             let delta = change.state.size();
             let ahead_record: Option<StoredRecord> = ahead.next().flatten().map(|record| *record);
             let batch_key = (&change.collection, &change.key);
-            let (known, exact_checks) = match seen.remove(&batch_key) {
+            let (known, exact_checks, first) = match seen.remove(&batch_key) {
                 Some(entry) => {
                     taken.push(Current::Ahead(None));
                     entry
@@ -97,19 +99,19 @@ impl Inner {
                     let bound = size.plus(delta);
                     if limits.exceeded_by(bound).is_none() {
                         // The common case: far from the limit.
-                        seen.insert(batch_key, (Known::Bound(bound), 0));
+                        seen.insert(batch_key, (Known::Bound(bound), 0, index));
                         continue;
                     }
-                    (Known::Bound(size), 0)
+                    (Known::Bound(size), 0, index)
                 }
             };
             let entry = match known {
                 Known::Bound(bound) if limits.exceeded_by(bound.plus(delta)).is_none() => {
-                    (Known::Bound(bound.plus(delta)), exact_checks)
+                    (Known::Bound(bound.plus(delta)), exact_checks, first)
                 }
                 Known::Exact(mut state, size) if limits.exceeded_by(size.plus(delta)).is_none() => {
                     join(&mut state, change, *hash);
-                    (Known::Exact(state, size.plus(delta)), exact_checks)
+                    (Known::Exact(state, size.plus(delta)), exact_checks, first)
                 }
                 known => {
                     // Near the limit: merge on a copy and measure.
@@ -119,36 +121,36 @@ impl Inner {
                     }
                     let mut state = match known {
                         Known::Exact(state, _) => state,
-                        Known::Bound(_) => self.merged_before(changes, hashes, taken, index),
+                        Known::Bound(_) => merged_before(changes, hashes, taken, first, index),
                     };
                     join(&mut state, change, *hash);
                     let size = state.size();
                     if let Some(reason) = limits.exceeded_by(size) {
                         return Err(too_large(change, index, &reason));
                     }
-                    (Known::Exact(state, size), exact_checks + 1)
+                    (Known::Exact(state, size), exact_checks + 1, first)
                 }
             };
             seen.insert(batch_key, entry);
         }
         Ok(())
     }
+}
 
-    /// The record of change `index` as the batch's earlier changes to it leave it: its
-    /// current copy (taken at its first change in the batch) merged with each of them.
-    fn merged_before(&self, changes: &[Change], hashes: &[KeyHash], taken: &[Current], index: usize) -> RecordState {
-        let change = &changes[index];
-        let same = |c: &Change| c.collection == change.collection && c.key == change.key;
-        let first = changes.iter().position(same).unwrap_or(index);
-        let mut state = match taken.get(first) {
-            Some(Current::Taken(Some((record, _)))) => record.state.clone(),
-            _ => RecordState::default(),
-        };
-        for (earlier, hash) in changes[..index].iter().zip(hashes).filter(|(c, _)| same(c)) {
-            join(&mut state, earlier, *hash);
-        }
-        state
+/// The record of change `index` as the batch's earlier changes to it leave it: its
+/// current copy (taken at its first change in the batch, `first`) merged with each of
+/// them. Only the changes from `first` on are looked at.
+fn merged_before(changes: &[Change], hashes: &[KeyHash], taken: &[Current], first: usize, index: usize) -> RecordState {
+    let change = &changes[index];
+    let mut state = match taken.get(first) {
+        Some(Current::Taken(Some((record, _)))) => record.state.clone(),
+        _ => RecordState::default(),
+    };
+    let same = |c: &Change| c.collection == change.collection && c.key == change.key;
+    for (earlier, hash) in changes[first..index].iter().zip(&hashes[first..index]).filter(|(c, _)| same(c)) {
+        join(&mut state, earlier, *hash);
     }
+    state
 }
 
 fn join(state: &mut RecordState, change: &Change, hash: KeyHash) {

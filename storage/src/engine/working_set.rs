@@ -76,10 +76,12 @@ impl Inner {
         // back, no other copy of it is left in the cache.
         let cached = self.cache.pop(id);
         let latest = self.latest_version(id, hash);
+        // Checked before it is taken: a stale dirty copy stays where it is (the error
+        // stops writes; a restart replays the WAL over it).
+        if let Some(found) = self.dirty.get(id).map(|record| record.version).filter(|found| Some(*found) != latest) {
+            return Err(stale(id, "dirty map", Some(found), latest));
+        }
         if let Some(record) = self.dirty.remove(id) {
-            if Some(record.version) != latest {
-                return Err(stale(id, "dirty map", Some(record.version), latest));
-            }
             return Ok(Some((record, Residence::Dirty)));
         }
         let Some(latest) = latest else {
