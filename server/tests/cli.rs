@@ -107,3 +107,21 @@ async fn import_then_export_round_trips_and_wal_verify_and_repair_work_on_the_da
     let http = weft_client::http::HttpClient::new(&server.url(), None);
     assert_eq!(http.get_record("products", "p01000").await.unwrap().unwrap()["qty"], 1000);
 }
+
+/// A failing command prints one line naming the error — no stack trace, even with
+/// `RUST_BACKTRACE=1` — and exits with a failure status.
+#[test]
+fn a_failing_command_prints_one_line_without_a_backtrace() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["sql", "--url", &format!("http://127.0.0.1:{port}"), "SELECT * FROM todos"])
+        .env("RUST_BACKTRACE", "1")
+        .env("WEFT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("backtrace") && !stderr.contains("Stack"), "{stderr}");
+}
