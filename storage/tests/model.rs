@@ -9,8 +9,8 @@
 //! partition, an unchanged one keeps its own); and after a restart the server clock
 //! the engine reports must be past every timestamp it accepted.
 //!
-//! A failing case prints its seed and shrinks to a short sequence; `PROPTEST_CASES`
-//! sets how many run (default below; CI runs the default).
+//! A failing case shrinks to a short sequence and is printed; `WEFT_MODEL_CASES` sets
+//! how many sequences run (default 2,000, what CI runs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on bad setup")]
 
@@ -427,8 +427,13 @@ fn run(settings: &Settings, ops: &[Op]) {
     engine.close().unwrap();
 }
 
+fn model_cases() -> u32 {
+    std::env::var("WEFT_MODEL_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    // `WEFT_MODEL_CASES` runs more (or fewer) cases than CI's 2,000.
+    #![proptest_config(ProptestConfig { cases: model_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Single writer, deterministic: every interleaving of writes, re-sends, held and
     /// whole flushes, checkpoints, restarts and crashes keeps every acknowledged change.

@@ -107,13 +107,15 @@ pub async fn list(
                 Start::First => None,
                 Start::After(key) => Some(key),
             };
+            // One flush for the whole page, not one per chunk read.
+            engine.flush_collection(&collection)?;
             let budget = limit.saturating_mul(SCAN_BUDGET_PER_ROW).max(SCAN_BUDGET_MIN);
             let mut scanned = 0;
             let mut records = Vec::with_capacity(limit);
             let mut last_returned: Option<RecordKey> = None;
             let next = loop {
                 let chunk = (limit - records.len()).max(100).min(budget - scanned);
-                let rows = engine.scan(&collection, after.as_ref(), chunk)?;
+                let rows = engine.scan_flushed(&collection, after.as_ref(), chunk)?;
                 scanned += rows.len();
                 let exhausted = rows.len() < chunk;
                 for (key, record) in &rows {

@@ -96,7 +96,7 @@ pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<
             ),
         ));
     }
-    let bytes = serde_json::to_vec(&answer).map_or(usize::MAX, |bytes| bytes.len());
+    let bytes = json_len(&answer);
     if bytes > limits.query_bytes_max {
         return Err(OpError::new(
             ErrorCode::ResultTooLarge,
@@ -108,6 +108,25 @@ pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<
         ));
     }
     Ok(answer)
+}
+
+/// The length of `value` as JSON text, counted without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<serde_json::Value, OpError> {

@@ -615,6 +615,17 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
         self.flush_collection(collection)?;
+        self.scan_flushed(collection, after, limit)
+    }
+
+    /// [`Engine::scan`] without the flush: sees what the store held at the caller's last
+    /// [`Engine::flush_collection`] (for callers reading many pages in a row).
+    pub fn scan_flushed(
+        &self,
+        collection: &CollectionName,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, StoredRecord)>, EngineError> {
         Ok(lock_store(&self.shared.store).scan(collection, after, limit)?)
     }
 

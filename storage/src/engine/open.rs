@@ -100,6 +100,12 @@ impl Engine {
             lock_store(&store).commit(&rewind)?;
         }
         inner.flush_now()?;
+        // Store the clock now: a store written before it was kept has it computed from
+        // every record at open, which should happen once, not at every start until the
+        // first write.
+        if inner.max_hlc.is_some() {
+            lock_store(&store).commit(&WriteBatch { records: Vec::new(), checkpoint: None, max_hlc: inner.max_hlc })?;
+        }
         let report = OpenReport { checkpoint, checkpoint_corrupt, stored_records, wal: recovery };
         let shared = Arc::new(Shared {
             wal,
