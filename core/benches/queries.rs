@@ -51,9 +51,6 @@ fn full_scan(c: &mut Criterion) {
     group.bench_function(format!("full_scan_filter_{count}_documents"), |b| {
         b.iter(|| data.iter().filter(|(_, document)| query.filter.matches(document)).count())
     });
-    group.bench_function(format!("full_scan_filter_{count}_documents_all_cores"), |b| {
-        b.iter(|| weft_core::query::filter_records(&data, &query.filter).len())
-    });
     // The same records as a replica holds them (CRDT states), filtered in place.
     let mut replica_collection = Collection::new(collection());
     for (i, (key, document)) in data.iter().enumerate() {

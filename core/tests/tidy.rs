@@ -46,3 +46,29 @@ fn every_source_file_says_what_it_owns_and_stays_small() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Words that mean a source file does IO or starts threads. The core runs in browsers,
+/// in phones and under the deterministic simulation, where the host owns every thread,
+/// file, socket and clock.
+const CORE_FORBIDDEN: [&str; 8] =
+    ["std::thread", "std::fs", "std::net", "std::process", "tokio", "std::io::Write", "std::io::Read", "spawn("];
+
+#[test]
+fn the_core_starts_no_threads_and_opens_no_files_or_sockets() {
+    let mut files = Vec::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    assert!(files.len() > 30, "found only {} core source files", files.len());
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source file");
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for word in CORE_FORBIDDEN {
+                if code.contains(word) {
+                    problems.push(format!("{}:{}: `{word}` in weft-core", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "weft-core must do no IO and start no threads:\n{}", problems.join("\n"));
+}

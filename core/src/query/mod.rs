@@ -16,7 +16,6 @@ mod live_aggregate;
 mod model;
 mod path;
 mod predicate;
-mod scan;
 #[cfg(feature = "sql")]
 mod sql;
 
@@ -30,6 +29,5 @@ pub use live_aggregate::{AggregateEvent, LiveAggregate};
 pub use model::{Keyset, Nulls, OrderBy, Query, QueryResult, Row, cmp_rows};
 pub use path::{FieldPath, PATH_SEGMENTS_MAX};
 pub use predicate::{FieldLookup, Predicate};
-pub use scan::{PARALLEL_SCAN_MIN, filter_records};
 #[cfg(feature = "sql")]
 pub use sql::{SQL_NESTING_TOKENS_MAX, SQL_PARSE_STACK_BYTES, SQL_TOKENS_MAX, SqlError, SqlQuery, parse_sql};

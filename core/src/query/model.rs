@@ -219,13 +219,6 @@ impl Query {
         QueryResult { rows, next }
     }
 
-    /// Runs the query over records held in a slice, filtering on every core
-    /// ([`super::filter_records`]) before sorting.
-    pub fn run_slice(&self, records: &[(RecordKey, Document)]) -> QueryResult {
-        let matching = super::scan::filter_records(records, &self.filter);
-        self.run(matching.into_iter().map(|(key, document)| (key, document.clone())))
-    }
-
     /// Runs the query over a replica's collection. The filter reads each record's state
     /// in place; documents are built only for the records that match.
     pub fn run_on(&self, collection: &Collection) -> QueryResult {

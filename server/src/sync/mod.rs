@@ -7,6 +7,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod reconcile;
+pub mod scan;
 pub mod view;
 
 use weft_core::protocol::{BatchId, ErrorCode, ServerMessage};

@@ -184,7 +184,8 @@ fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> R
     Ok(match query {
         SqlQuery::Select(query) => {
             // The scanned records are filtered on every core.
-            let result = query.run_slice(&documents);
+            let matching = super::scan::filter_records(&documents, &query.filter);
+            let result = query.run(matching.into_iter().map(|(key, document)| (key, document.clone())));
             let rows: Vec<serde_json::Value> =
                 result.rows.iter().map(|row| record_json(&row.key, &row.document)).collect();
             serde_json::json!({ "rows": rows, "next": result.next.as_ref().map(keyset_to_json) })

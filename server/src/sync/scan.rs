@@ -1,9 +1,10 @@
-//! Filtering a slice of documents on every core: the full scan of a one-shot query. On
-//! `wasm32` (no threads in browsers without extra setup) it runs on the calling thread.
+//! Filtering a slice of documents on every core: the full scan of a one-shot query.
+//! It lives here, not in weft-core, because the core starts no threads (it also runs in
+//! browsers, where threads need extra setup, and under the deterministic simulation).
 
-use super::predicate::Predicate;
-use crate::key::RecordKey;
-use crate::value::Document;
+use weft_core::key::RecordKey;
+use weft_core::query::Predicate;
+use weft_core::value::Document;
 
 /// Below this many records one thread is faster than starting others.
 pub const PARALLEL_SCAN_MIN: usize = 50_000;
@@ -31,21 +32,15 @@ pub fn filter_records<'a>(
     })
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn threads() -> usize {
-    1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::FieldPath;
-    use crate::value::Value;
+    use weft_core::query::FieldPath;
+    use weft_core::value::Value;
 
     #[test]
     fn parallel_and_sequential_filters_agree_and_keep_order() {
