@@ -12,8 +12,11 @@
 //!   scan, changes since a sequence number, merkle reconciliation — with checkpoints,
 //!   bounded caches and recovery.
 //! - [`feed`]: the change feed that tells subscribers what each batch changed.
+//! - [`sim`]: a seeded random source and a disk that can lose power, for the
+//!   deterministic simulation (the WAL runs on it through [`wal::Disk`]).
 
 pub mod engine;
 pub mod feed;
+pub mod sim;
 pub mod store;
 pub mod wal;

@@ -48,7 +48,8 @@ use crate::wal::{Receipt, Recovery, Wal, WalConfig, WalError, WalPosition};
 /// Settings of the engine.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// WAL settings.
+    /// WAL settings. Their `scheduling` also decides the flusher: a thread of its own, or
+    /// flushes run by the caller (`Engine::flush`, and a writer past the dirty bound).
     pub wal: WalConfig,
     /// Flush dirty records to the store once this many have accumulated.
     pub flush_records: usize,
@@ -479,6 +480,14 @@ impl Engine {
     fn backpressure(&self) -> Result<(), EngineError> {
         const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
         let bound = self.shared.config.dirty_bound();
+        if self.shared.config.wal.scheduling == crate::wal::Scheduling::Caller {
+            // No flusher thread to wait for: the writer flushes.
+            if self.shared.lock().dirty.len() >= bound {
+                let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.shared.flush_locked(&mut guard)?;
+            }
+            return Ok(());
+        }
         let started = std::time::Instant::now();
         let mut inner = self.shared.lock();
         while inner.dirty.len() >= bound {

@@ -13,7 +13,7 @@ use super::{
     CollectionMeta, Engine, EngineConfig, EngineError, Inner, OpenReport, Shared, SharedStore, decode_batch, lock_store,
 };
 use crate::store::{RecordStore, StoreError, WriteBatch};
-use crate::wal::{Wal, WalError, WalPosition};
+use crate::wal::{Scheduling, Wal, WalError, WalPosition};
 
 impl Engine {
     /// Opens the engine on the WAL directory `wal_dir` and `store`: rebuilds the merkle
@@ -119,17 +119,25 @@ impl Engine {
             failed: Mutex::new(None),
             feed: Mutex::new(None),
         });
-        let flusher_shared = Arc::clone(&shared);
-        let flusher = std::thread::Builder::new()
-            .name("weft-flusher".to_owned())
-            .spawn(move || flusher_shared.flusher_loop())
-            .map_err(|source| {
-                EngineError::Wal(WalError::Io {
-                    action: "start flusher thread for",
-                    path: wal_dir.to_path_buf(),
-                    source,
-                })
-            })?;
-        Ok((Engine { shared, flusher: Some(flusher) }, report))
+        let flusher = match shared.config.wal.scheduling {
+            // Flushes run when asked for (`Engine::flush`) or when a writer passes the
+            // dirty bound (`Engine::wait`), in that caller's thread.
+            Scheduling::Caller => None,
+            Scheduling::Background => {
+                let flusher_shared = Arc::clone(&shared);
+                let thread = std::thread::Builder::new()
+                    .name("weft-flusher".to_owned())
+                    .spawn(move || flusher_shared.flusher_loop())
+                    .map_err(|source| {
+                        EngineError::Wal(WalError::Io {
+                            action: "start flusher thread for",
+                            path: wal_dir.to_path_buf(),
+                            source,
+                        })
+                    })?;
+                Some(thread)
+            }
+        };
+        Ok((Engine { shared, flusher }, report))
     }
 }

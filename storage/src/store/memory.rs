@@ -2,7 +2,7 @@
 //! Same contract as the SQLite store, nothing survives the process.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use weft_core::crdt::VersionHash;
 use weft_core::hlc::Hlc;
@@ -19,10 +19,12 @@ struct Maps {
     max_hlc: Option<Hlc>,
 }
 
-/// An in-memory record store.
-#[derive(Debug, Default)]
+/// An in-memory record store. Clones share one set of records: a simulation keeps a
+/// clone across a power loss of the engine and reopens on it, the way SQLite's file
+/// outlives the process (a commit is all or nothing, and durable once it returned).
+#[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    maps: Mutex<Maps>,
+    maps: Arc<Mutex<Maps>>,
 }
 
 impl MemoryStore {

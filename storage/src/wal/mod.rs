@@ -14,22 +14,28 @@
 //! sync gets [`WalError::Failed`], and so does every later append. After an fsync error
 //! the page cache state is unknown; retrying could acknowledge data that is not on disk.
 //!
+//! Every file operation goes through a [`Disk`] ([`WalConfig::disk`]): the real file
+//! system, or the simulated disk of `crate::sim`. With [`Scheduling::Caller`] there is no
+//! writer thread: the group write and its sync run in whoever waits first
+//! ([`Wal::wait_durable`], [`Wal::sync_pending`]), so a simulation decides when a sync
+//! happens and every run of a seed is the same.
+//!
 //! Layout and recovery rules: docs/storage.md.
 
+pub mod disk;
 mod record;
 mod recovery;
 mod segment;
 mod stats;
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use disk::{Disk, DiskFile, RealDisk};
 pub use record::PAYLOAD_BYTES_MAX;
-pub use recovery::{Recovery, RepairReport, TailKind, TornTail, VerifyReport, repair, verify};
+pub use recovery::{Recovery, RepairReport, SECTOR_BYTES, TailKind, TornTail, VerifyReport, repair, verify, verify_on};
 pub use segment::{FORMAT_VERSION, WalPosition};
 pub use stats::{SYNC_BUCKETS_SECONDS, SyncSnapshot};
 
@@ -97,6 +103,17 @@ pub enum WalError {
     Closed,
 }
 
+/// Who runs background work (the WAL's group writes, the engine's flushes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheduling {
+    /// Threads of their own: what a server runs.
+    #[default]
+    Background,
+    /// No threads: the work runs in the calling thread when it is waited for or asked
+    /// for, which makes a run reproducible (the deterministic simulation).
+    Caller,
+}
+
 /// Settings of the log.
 #[derive(Clone, Debug)]
 pub struct WalConfig {
@@ -107,11 +124,21 @@ pub struct WalConfig {
     /// How long the writer waits for more records before syncing a group (0: sync as
     /// soon as anything is queued; groups still form while a sync is in progress).
     pub group_delay: Duration,
+    /// Where the segment files live.
+    pub disk: Arc<dyn Disk>,
+    /// A writer thread, or group writes run by the caller.
+    pub scheduling: Scheduling,
 }
 
 impl Default for WalConfig {
     fn default() -> WalConfig {
-        WalConfig { segment_bytes: 64 << 20, group_bytes_max: 8 << 20, group_delay: Duration::ZERO }
+        WalConfig {
+            segment_bytes: 64 << 20,
+            group_bytes_max: 8 << 20,
+            group_delay: Duration::ZERO,
+            disk: Arc::new(RealDisk),
+            scheduling: Scheduling::Background,
+        }
     }
 }
 
@@ -144,6 +171,12 @@ struct State {
     closing: bool,
 }
 
+/// The open segment the group writes go to.
+struct Segment {
+    file: Box<dyn DiskFile>,
+    number: u64,
+}
+
 struct Shared {
     dir: PathBuf,
     config: WalConfig,
@@ -151,6 +184,9 @@ struct Shared {
     work: Condvar,
     durable: Condvar,
     stats: stats::SyncStats,
+    /// Held for a whole group write (only the writer thread takes it, or, with
+    /// [`Scheduling::Caller`], the caller that syncs).
+    segment: Mutex<Segment>,
 }
 
 impl Shared {
@@ -182,13 +218,11 @@ impl Wal {
         after: Option<WalPosition>,
         visit: impl FnMut(WalPosition, &[u8]),
     ) -> Result<(Wal, Recovery), WalError> {
-        let recovery = recovery::recover(dir, after, visit)?;
+        let disk = Arc::clone(&config.disk);
+        let recovery = recovery::recover(&*disk, dir, after, visit)?;
         let path = segment::path(dir, recovery.end.segment);
-        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|source| WalError::Io {
-            action: "open",
-            path: path.clone(),
-            source,
-        })?;
+        let file =
+            disk.open_append(&path).map_err(|source| WalError::Io { action: "open", path: path.clone(), source })?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             config,
@@ -203,14 +237,24 @@ impl Wal {
             work: Condvar::new(),
             durable: Condvar::new(),
             stats: stats::SyncStats::default(),
+            segment: Mutex::new(Segment { file, number: recovery.end.segment }),
         });
-        let writer_shared = Arc::clone(&shared);
-        let segment_number = recovery.end.segment;
-        let writer = std::thread::Builder::new()
-            .name("weft-wal-writer".to_owned())
-            .spawn(move || writer_loop(&writer_shared, file, segment_number))
-            .map_err(|source| WalError::Io { action: "start writer thread for", path: dir.to_path_buf(), source })?;
-        Ok((Wal { shared, writer: Some(writer) }, recovery))
+        let writer = match shared.config.scheduling {
+            Scheduling::Caller => None,
+            Scheduling::Background => {
+                let writer_shared = Arc::clone(&shared);
+                let thread = std::thread::Builder::new()
+                    .name("weft-wal-writer".to_owned())
+                    .spawn(move || writer_loop(&writer_shared))
+                    .map_err(|source| WalError::Io {
+                        action: "start writer thread for",
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                Some(thread)
+            }
+        };
+        Ok((Wal { shared, writer }, recovery))
     }
 
     /// The directory of the log.
@@ -251,6 +295,9 @@ impl Wal {
 
     /// Waits until the record of `receipt` is on disk.
     pub fn wait_durable(&self, receipt: Receipt) -> Result<WalPosition, WalError> {
+        if self.shared.config.scheduling == Scheduling::Caller {
+            self.sync_pending()?;
+        }
         let mut state = self.shared.lock();
         loop {
             if state.durable_seq >= receipt.seq {
@@ -261,6 +308,42 @@ impl Wal {
             }
             state = self.shared.durable.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+    }
+
+    /// Makes everything appended so far durable. With [`Scheduling::Caller`] the group
+    /// writes run here, in the calling thread, one group at a time; with
+    /// [`Scheduling::Background`] this waits for the writer thread.
+    pub fn sync_pending(&self) -> Result<(), WalError> {
+        if self.shared.config.scheduling == Scheduling::Background {
+            let last = self.shared.lock().next_seq - 1;
+            let mut state = self.shared.lock();
+            while state.durable_seq < last {
+                if let Some(reason) = &state.failed {
+                    return Err(WalError::Failed(reason.clone()));
+                }
+                state = self.shared.durable.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            return Ok(());
+        }
+        // The segment lock first: groups are taken and written in one order.
+        let mut segment = self.shared.segment.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let mut state = self.shared.lock();
+            if let Some(reason) = &state.failed {
+                return Err(WalError::Failed(reason.clone()));
+            }
+            if state.queue.is_empty() {
+                return Ok(());
+            }
+            let group = take_group(&mut state, self.shared.config.group_bytes_max);
+            drop(state);
+            write_and_settle(&self.shared, &mut segment, group);
+        }
+    }
+
+    /// Whether a write or sync failed (the log then accepts nothing until reopened).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failed.clone()
     }
 
     /// Appends a record and waits until it is durable.
@@ -288,8 +371,9 @@ impl Wal {
         position: WalPosition,
         mut archive: Option<Archiver<'_>>,
     ) -> Result<Vec<u64>, WalError> {
+        let disk = &*self.shared.config.disk;
         let mut removed = Vec::new();
-        for number in segment::list(&self.shared.dir)? {
+        for number in segment::list(disk, &self.shared.dir)? {
             if number >= position.segment {
                 break;
             }
@@ -297,15 +381,11 @@ impl Wal {
             if let Some(archive) = archive.as_mut() {
                 archive(&path).map_err(|source| WalError::Io { action: "archive", path: path.clone(), source })?;
             }
-            std::fs::remove_file(&path).map_err(|source| WalError::Io {
-                action: "remove",
-                path: path.clone(),
-                source,
-            })?;
+            disk.remove(&path).map_err(|source| WalError::Io { action: "remove", path: path.clone(), source })?;
             removed.push(number);
         }
         if !removed.is_empty() {
-            recovery::sync_dir(&self.shared.dir)?;
+            recovery::sync_dir(disk, &self.shared.dir)?;
         }
         Ok(removed)
     }
@@ -320,6 +400,11 @@ impl Wal {
     }
 
     fn stop(&mut self) {
+        if self.shared.config.scheduling == Scheduling::Caller {
+            // Close writes what is queued, like the writer thread does on its way out; an
+            // error is kept in `failed` for `close` to report.
+            let _ = self.sync_pending();
+        }
         self.shared.lock().closing = true;
         self.shared.work.notify_all();
         if let Some(writer) = self.writer.take() {
@@ -334,7 +419,7 @@ impl Drop for Wal {
     }
 }
 
-fn writer_loop(shared: &Shared, mut file: File, mut segment_number: u64) {
+fn writer_loop(shared: &Shared) {
     loop {
         let group = {
             let mut state = shared.lock();
@@ -351,26 +436,36 @@ fn writer_loop(shared: &Shared, mut file: File, mut segment_number: u64) {
             }
             take_group(&mut state, shared.config.group_bytes_max)
         };
-        let last_seq = group.last().map_or(0, |q| q.seq);
-        let bytes: usize = group.iter().map(|q| q.framed.len()).sum();
-        let started = std::time::Instant::now();
-        let outcome = write_group(shared, &mut file, &mut segment_number, group);
-        shared.stats.record(started.elapsed(), bytes as u64);
-        let mut state = shared.lock();
-        match outcome {
-            Ok(()) => state.durable_seq = last_seq,
-            Err(error) => {
-                state.failed = Some(error.to_string());
-                state.queue.clear();
-            }
-        }
-        let stop = state.failed.is_some();
-        drop(state);
-        shared.durable.notify_all();
-        if stop {
+        let mut segment = shared.segment.lock().unwrap_or_else(|p| p.into_inner());
+        if !write_and_settle(shared, &mut segment, group) {
             return;
         }
     }
+}
+
+/// Writes and syncs one group, then wakes its waiters; `false` once the log failed.
+fn write_and_settle(shared: &Shared, segment: &mut Segment, group: Vec<Queued>) -> bool {
+    let Some(last_seq) = group.last().map(|q| q.seq) else { return true };
+    let bytes: usize = group.iter().map(|q| q.framed.len()).sum();
+    let started = std::time::Instant::now();
+    let outcome = write_group(shared, segment, group);
+    shared.stats.record(started.elapsed(), bytes as u64);
+    let mut state = shared.lock();
+    match outcome {
+        Ok(()) => {
+            // Groups are taken and written in append order, one at a time.
+            assert!(last_seq > state.durable_seq, "WAL group {last_seq} synced after {}", state.durable_seq);
+            state.durable_seq = last_seq;
+        }
+        Err(error) => {
+            state.failed = Some(error.to_string());
+            state.queue.clear();
+        }
+    }
+    let ok = state.failed.is_none();
+    drop(state);
+    shared.durable.notify_all();
+    ok
 }
 
 fn take_group(state: &mut State, bytes_max: usize) -> Vec<Queued> {
@@ -386,20 +481,21 @@ fn take_group(state: &mut State, bytes_max: usize) -> Vec<Queued> {
     state.queue.drain(..count).collect()
 }
 
-fn write_group(shared: &Shared, file: &mut File, segment_number: &mut u64, group: Vec<Queued>) -> Result<(), WalError> {
+fn write_group(shared: &Shared, segment: &mut Segment, group: Vec<Queued>) -> Result<(), WalError> {
     let mut buffer: Vec<u8> = Vec::new();
     for queued in group {
-        if queued.position.segment != *segment_number {
-            flush(shared, file, *segment_number, &mut buffer)?;
-            *file = recovery::create_segment(&shared.dir, queued.position.segment)?;
-            *segment_number = queued.position.segment;
+        if queued.position.segment != segment.number {
+            // Every segment but the last is complete on disk before the next exists.
+            flush(shared, &mut *segment.file, segment.number, &mut buffer)?;
+            segment.file = recovery::create_segment(&*shared.config.disk, &shared.dir, queued.position.segment)?;
+            segment.number = queued.position.segment;
         }
         buffer.extend_from_slice(&queued.framed);
     }
-    flush(shared, file, *segment_number, &mut buffer)
+    flush(shared, &mut *segment.file, segment.number, &mut buffer)
 }
 
-fn flush(shared: &Shared, file: &mut File, segment_number: u64, buffer: &mut Vec<u8>) -> Result<(), WalError> {
+fn flush(shared: &Shared, file: &mut dyn DiskFile, segment_number: u64, buffer: &mut Vec<u8>) -> Result<(), WalError> {
     if buffer.is_empty() {
         return Ok(());
     }

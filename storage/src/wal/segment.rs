@@ -4,10 +4,10 @@
 //! with a 24-byte header: magic `WEFTWAL1`, format version (u32 LE), segment number
 //! (u64 LE), crc32c of the preceding 20 bytes (u32 LE). Records follow.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::WalError;
+use super::disk::Disk;
 
 /// Bytes of a segment header.
 pub const HEADER_BYTES: usize = 24;
@@ -77,15 +77,11 @@ pub fn check_header(bytes: &[u8], number: u64, file: &Path) -> Result<(), WalErr
     Ok(())
 }
 
-/// The segment numbers in `dir`, ascending; fails if one is missing in the middle.
-pub fn list(dir: &Path) -> Result<Vec<u64>, WalError> {
+/// The segment numbers in `dir`, ascending (gaps allowed).
+pub fn numbers(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, WalError> {
     let mut numbers = Vec::new();
-    let entries =
-        fs::read_dir(dir).map_err(|source| WalError::Io { action: "list", path: dir.to_path_buf(), source })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| WalError::Io { action: "list", path: dir.to_path_buf(), source })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    let names = disk.list(dir).map_err(|source| WalError::Io { action: "list", path: dir.to_path_buf(), source })?;
+    for name in names {
         if let Some(stem) = name.strip_suffix(".wal")
             && stem.len() == 20
             && let Ok(number) = stem.parse::<u64>()
@@ -94,6 +90,12 @@ pub fn list(dir: &Path) -> Result<Vec<u64>, WalError> {
         }
     }
     numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// The segment numbers in `dir`, ascending; fails if one is missing in the middle.
+pub fn list(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, WalError> {
+    let numbers = numbers(disk, dir)?;
     for pair in numbers.windows(2) {
         if pair[1] != pair[0] + 1 {
             return Err(WalError::MissingSegment { dir: dir.to_path_buf(), missing: pair[0] + 1, next: pair[1] });
