@@ -4,11 +4,16 @@ export class WeftError extends Error {
   readonly code: number;
   /** The code's name, e.g. `Forbidden`, `TokenExpired`. */
   readonly codeName: string;
+  /** Whether the same operation may succeed if tried again later (the server was
+   * overloaded, shutting down, or timed out). The Rust core decides, per code; `false`
+   * for local errors. */
+  readonly retryable: boolean;
 
-  constructor(message: string, code = 0, codeName = 'Local') {
+  constructor(message: string, code = 0, codeName = 'Local', retryable = false) {
     super(message);
     this.name = 'WeftError';
     this.code = code;
     this.codeName = codeName;
+    this.retryable = retryable;
   }
 }

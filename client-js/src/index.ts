@@ -12,4 +12,18 @@ export { Weft } from './weft.js';
 export { Collection } from './collection.js';
 export { WeftError } from './errors.js';
 export { backoffMs, serverUrls } from './transport.js';
+export type {
+  AckEvent,
+  CaughtUpEvent,
+  ChangesEvent,
+  CodedEvent,
+  ConnectedEvent,
+  OtherEvent,
+  QueryResultEvent,
+  ReconciledEvent,
+  RejectedEvent,
+  RemovedEvent,
+  ReplicaEvent,
+  ServerErrorEvent,
+} from './events.js';
 export type { Doc, OpenOptions, QueryInput, QuerySpec, Row, SortKey, SyncState, SyncStatus } from './types.js';

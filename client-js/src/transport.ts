@@ -3,13 +3,14 @@
 // blocked upgrades). `auto` starts with the WebSocket and falls back to HTTP after two
 // attempts that never opened; while polling it retries the WebSocket now and then.
 
+import { httpErrorEvent, parseEvents, type ReplicaEvent } from './events.js';
 import type { WeftReplica } from './wasm.js';
 
 /** What a transport needs from the database. */
 export interface TransportHost {
   readonly replica: WeftReplica;
-  /** Handles the JSON events a frame or exchange produced. */
-  events(json: string): void;
+  /** Handles the events a frame or exchange produced. */
+  events(events: ReplicaEvent[]): void;
   /** The token for the next connection. */
   token(): Promise<string | undefined>;
   /** Link state changes: up (with which transport) or down (with why). */
@@ -133,8 +134,8 @@ export class Sync {
     };
     ws.onmessage = (message: MessageEvent) => {
       if (!(message.data instanceof ArrayBuffer)) return;
-      const events = this.host.replica.handle(new Uint8Array(message.data));
-      if (!this.up && events.includes('"type":"connected"')) {
+      const events = parseEvents(this.host.replica.handle(new Uint8Array(message.data)));
+      if (!this.up && events.some((event) => event.type === 'connected')) {
         // Backoff resets only once the server accepted the session: a server that
         // accepts sockets then refuses the hello is not retried every 250 ms.
         this.attempt = 0;
@@ -228,14 +229,14 @@ export class Sync {
       }
       // A refused request ends the session as a fatal WebSocket error would; whether
       // it sticks as the `error` status depends on the code (tokens do, overload not).
-      this.host.events(JSON.stringify([{ type: 'error', code, codeName, message, fatal: true }]));
+      this.host.events([httpErrorEvent(code, codeName, message)]);
       this.up = false;
       this.host.linkDown(message);
       return undefined;
     }
-    let events: string;
+    let events: ReplicaEvent[];
     try {
-      events = this.host.replica.exchange_response(new Uint8Array(await response.arrayBuffer()));
+      events = parseEvents(this.host.replica.exchange_response(new Uint8Array(await response.arrayBuffer())));
     } catch (error) {
       // The body was cut or refused: what was pushed goes again next time.
       this.host.replica.disconnected();
@@ -249,7 +250,7 @@ export class Sync {
     }
     this.host.events(events);
     // Not caught up yet (a long backlog): go again at once.
-    return events.includes('"type":"changes"') && !events.includes('"type":"caughtUp"');
+    return events.some((event) => event.type === 'changes') && !events.some((event) => event.type === 'caughtUp');
   }
 
   private async pollLoop(): Promise<void> {

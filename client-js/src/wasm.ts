@@ -1,8 +1,8 @@
 // Loads the WASM modules: the replica (always) and the SQL translator (on first use).
 // Browsers fetch the .wasm next to the glue; Node reads it from disk.
-import initReplica, { WeftReplica, EncodedList } from '../wasm/weft_wasm.js';
+import initReplica, { WeftReplica, EncodedList, error_codes } from '../wasm/weft_wasm.js';
 
-export { WeftReplica, EncodedList };
+export { WeftReplica, EncodedList, error_codes };
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
 

@@ -3,6 +3,7 @@
 
 import { Collection, toQueryJson } from './collection.js';
 import { WeftError } from './errors.js';
+import type { ReplicaEvent } from './events.js';
 import { IndexedDbStore, NoStore, pack, unpack, type Loaded, type PersistBatch, type Store } from './persistence.js';
 import { Sync, serverUrls, type TransportHost } from './transport.js';
 import type { Doc, OpenOptions, QueryInput, Row, SyncStatus } from './types.js';
@@ -14,16 +15,6 @@ interface Pending {
   resolve: () => void;
   reject: (error: WeftError) => void;
   promise: Promise<void>;
-}
-
-interface ServerEvent {
-  type: string;
-  writes?: string[];
-  collection?: string;
-  code?: number;
-  codeName?: string;
-  message?: string;
-  fatal?: boolean;
 }
 
 /** Loads a list in one call; if that fails, item by item, skipping (and naming) the
@@ -327,29 +318,28 @@ export class Weft implements TransportHost {
   }
 
   /** @internal Handles the events of a server frame or exchange. */
-  events(json: string): void {
-    const events = JSON.parse(json) as ServerEvent[];
+  events(events: ReplicaEvent[]): void {
     for (const event of events) {
       switch (event.type) {
         case 'ack':
-          for (const id of event.writes ?? []) this.settle(id);
+          for (const id of event.writes) this.settle(id);
           // Other tabs stored these writes in their outbox store too: let them drop them.
-          if (event.writes?.length) this.channel?.postMessage({ type: 'acked', ids: event.writes });
+          if (event.writes.length) this.channel?.postMessage({ type: 'acked', ids: event.writes });
           break;
         case 'rejected': {
-          const error = new WeftError(event.message ?? 'write refused', event.code, event.codeName);
-          for (const id of event.writes ?? []) this.settle(id, error);
+          const error = new WeftError(event.message, event.code, event.codeName, event.retryable);
+          for (const id of event.writes) this.settle(id, error);
           this.emitError(error);
           break;
         }
         case 'caughtUp':
-          if (event.collection) this.caughtUp.add(event.collection);
+          this.caughtUp.add(event.collection);
           break;
         case 'error': {
-          const error = new WeftError(event.message ?? 'server error', event.code, event.codeName);
-          // Retryable closes (Unavailable, RateLimited, SlowConsumer, Internal) just
-          // reconnect; others (token, version) stay until a connection succeeds.
-          if (event.fatal && ![11, 15, 17, 18].includes(error.code)) this.lastError = error;
+          const error = new WeftError(event.message, event.code, event.codeName, event.retryable);
+          // Retryable closes (overload, shutdown, timeouts) just reconnect; others
+          // (token, version) stay until a connection succeeds.
+          if (event.fatal && !event.retryable) this.lastError = error;
           this.emitError(error);
           break;
         }

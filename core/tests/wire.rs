@@ -201,6 +201,30 @@ fn every_error_code_round_trips_and_is_stable() {
     assert_eq!(ErrorCode::Malformed.as_u16(), 1);
     assert_eq!(ErrorCode::ClockDrift.as_u16(), 7);
     assert_eq!(ErrorCode::Unavailable.as_u16(), 18);
+    // The table clients are given: every known code once, in wire order, named as
+    // `Debug` spells it (the names HTTP error bodies carry).
+    let numbers: Vec<u16> = ErrorCode::ALL.iter().map(|code| code.as_u16()).collect();
+    assert_eq!(numbers, (1..=24).collect::<Vec<u16>>());
+    for code in ErrorCode::ALL {
+        assert_eq!(code.name(), format!("{code:?}"));
+    }
+    assert_eq!(ErrorCode::from_u16(999).name(), "Other");
+}
+
+#[test]
+fn retryable_codes_are_the_transient_ones() {
+    let retryable: Vec<ErrorCode> = ErrorCode::ALL.into_iter().filter(|code| code.is_retryable()).collect();
+    assert_eq!(
+        retryable,
+        [
+            ErrorCode::RateLimited,
+            ErrorCode::SlowConsumer,
+            ErrorCode::Internal,
+            ErrorCode::Unavailable,
+            ErrorCode::Timeout
+        ]
+    );
+    assert!(!ErrorCode::from_u16(999).is_retryable(), "an unknown code is not retried blindly");
 }
 
 #[test]

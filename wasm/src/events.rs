@@ -1,5 +1,7 @@
-//! Replica events as the JSON objects `@weft/client` reads (`{"type": ...}`); acks and
-//! refusals name the writes they cover so per-write promises can settle.
+//! Replica events as the JSON objects `@weft/client` reads (`{"type": ...}`, typed as
+//! `ReplicaEvent` in client-js/src/events.ts); acks and refusals name the writes they
+//! cover so per-write promises can settle, and every event with an error code says
+//! whether it is retryable, so the retry rule stays in [`ErrorCode::is_retryable`].
 
 use serde_json::{Value as Json, json};
 use weft_core::hlc::Hlc;
@@ -12,7 +14,23 @@ pub fn write_id(hlc: Hlc) -> String {
 }
 
 fn code_json(code: ErrorCode) -> Json {
-    json!({ "code": code.as_u16(), "codeName": format!("{code:?}") })
+    json!({ "code": code.as_u16(), "codeName": code.name(), "retryable": code.is_retryable() })
+}
+
+/// An `error` event not tied to a batch: the server's, or one the session raises itself
+/// (a refused exchange response).
+pub fn error_json(code: ErrorCode, message: String, fatal: bool) -> Json {
+    let mut out = code_json(code);
+    out["type"] = "error".into();
+    out["message"] = message.into();
+    out["fatal"] = fatal.into();
+    out
+}
+
+/// Every known code as `[{"code", "codeName", "retryable"}, ...]`: how `@weft/client`
+/// names and judges codes that reach it outside an event (HTTP error bodies).
+pub fn code_table_json() -> String {
+    Json::Array(ErrorCode::ALL.into_iter().map(code_json).collect()).to_string()
 }
 
 /// One event; `acked` holds the write ids of an acknowledged batch (looked up by the
@@ -51,13 +69,7 @@ pub fn event_json(event: ReplicaEvent, acked: Option<Vec<String>>) -> Json {
             "rows": rows.iter().map(weft_core::value::document_to_json).collect::<Vec<_>>(),
             "next": next,
         }),
-        ReplicaEvent::ServerError { code, message, fatal } => {
-            let mut out = code_json(code);
-            out["type"] = "error".into();
-            out["message"] = message.into();
-            out["fatal"] = fatal.into();
-            out
-        }
+        ReplicaEvent::ServerError { code, message, fatal } => error_json(code, message, fatal),
         // The enum is non-exhaustive: a newer core's event reaches JavaScript by name.
         other => json!({ "type": "other", "debug": format!("{other:?}") }),
     }

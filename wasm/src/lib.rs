@@ -3,8 +3,9 @@
 //!
 //! Everything crosses the boundary as JSON text (documents, queries, events) or bytes
 //! (protocol frames, persisted records): the package owns sockets, IndexedDB and
-//! timers; this module owns state and merge rules. The logic lives in [`session`] so
-//! native tests exercise it; this file only adapts types.
+//! timers; this module owns state, merge rules and protocol rules (which error codes
+//! are retryable, what they are called). The logic lives in [`session`] and [`events`]
+//! so native tests exercise it; this file only adapts types.
 
 pub mod clock;
 pub mod events;
@@ -20,6 +21,14 @@ impl From<SessionError> for JsValue {
     fn from(error: SessionError) -> JsValue {
         JsError::new(&error.to_string()).into()
     }
+}
+
+/// Every known error code as JSON, `[{"code", "codeName", "retryable"}, ...]`: how the
+/// package names and judges a code that reaches it outside an event (an HTTP error
+/// body), so the rule is never copied into JavaScript.
+#[wasm_bindgen]
+pub fn error_codes() -> String {
+    events::code_table_json()
 }
 
 /// A list of encoded items, each with a string id (records to persist, local changes

@@ -8,12 +8,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use weft_core::codec::{DecodeError, DecodeLimits, Writer};
 use weft_core::hlc::{ClockDriftError, ClockSource, NodeId};
 use weft_core::key::{CollectionName, KeyError, RecordKey};
-use weft_core::protocol::{BatchId, ClientMessage, ServerMessage, Shape, decode_envelope, encode_envelope};
+use weft_core::protocol::{BatchId, ClientMessage, ErrorCode, ServerMessage, Shape, decode_envelope, encode_envelope};
 use weft_core::query::{Query, QueryJsonError, Row, predicate_from_json};
 use weft_core::replica::{Handled, ProtocolError, Replica, WriteError};
 use weft_core::value::{Document, Value, document_to_json};
 
-use crate::events::{event_json, write_id};
+use crate::events::{error_json, event_json, write_id};
 use crate::persist::{decode_change, decode_cursors, encode_change, encode_cursors, unpack};
 
 /// First byte of a stored "forgotten" marker; a stored record (a MessagePack array)
@@ -350,10 +350,7 @@ impl<C: ClockSource> Session<C> {
         self.outgoing.clear();
         if let Err(error) = result {
             // Report the refusal after the acks that came before it.
-            events.push(serde_json::json!({
-                "type": "error", "code": 1, "codeName": "Malformed",
-                "message": format!("response refused: {error}"), "fatal": false,
-            }));
+            events.push(error_json(ErrorCode::Malformed, format!("response refused: {error}"), false));
         }
         Ok(serde_json::Value::Array(events).to_string())
     }

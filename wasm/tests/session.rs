@@ -1,8 +1,12 @@
 //! The session behind the WASM bindings, natively: tab sharing, persistence round trips,
-//! merging stored copies, and refusal of damaged stored data.
+//! merging stored copies, refusal of damaged stored data, and the events JavaScript
+//! reads (error events carry the core's retry rule).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use weft_core::hlc::ManualClock;
+use serde_json::{Value as Json, json};
+use weft_core::codec::DecodeLimits;
+use weft_core::hlc::{ManualClock, NodeId};
+use weft_core::protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage};
 use weft_wasm::persist::{merge_stored, pack};
 use weft_wasm::session::{Session, SessionError};
 
@@ -118,4 +122,70 @@ fn a_compacted_snapshot_plus_later_entries_and_markers_reload_exactly() {
     assert!(
         reopened.load_records(&pack([&[0xffu8, b'n', b'o'][..]])).unwrap_err().to_string().contains("no collection")
     );
+}
+
+fn events(session: &mut Session<ManualClock>, message: ServerMessage) -> Vec<Json> {
+    serde_json::from_str(&session.handle(&message.encode()).unwrap()).unwrap()
+}
+
+fn refuse(code: ErrorCode, batch: Option<weft_core::protocol::BatchId>, fatal: bool) -> ServerMessage {
+    ServerMessage::Error { code, message: format!("{code:?} here"), batch_id: batch, op_index: None, fatal }
+}
+
+/// Pushes one new write and returns its write id and the batch that carried it.
+fn push_one(s: &mut Session<ManualClock>, key: &str) -> (String, weft_core::protocol::BatchId) {
+    let id = s.put("todos", key, r#"{"title":"milk"}"#).unwrap();
+    let frame = s.next_frame().expect("a push");
+    match ClientMessage::decode(&frame, &DecodeLimits::default()).unwrap() {
+        ClientMessage::Push { batch_id, .. } => (id, batch_id),
+        other => panic!("expected a push, got {other:?}"),
+    }
+}
+
+#[test]
+fn error_events_carry_the_code_its_name_and_whether_to_retry() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut s = session("00000000000000a1", &clock);
+    s.hello(None);
+    let welcome = ServerMessage::Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        server_time_ms: 1_700_000_000_000,
+        node_id: NodeId(7),
+        partition_map_version: 0,
+    };
+    assert_eq!(events(&mut s, welcome), [json!({"type": "connected", "node": NodeId(7).to_string()})]);
+
+    // A refusal for good names its write, and is not retryable.
+    let (id, batch) = push_one(&mut s, "t1");
+    assert_eq!(
+        events(&mut s, refuse(ErrorCode::Forbidden, Some(batch), false)),
+        [json!({
+            "type": "rejected", "code": 9, "codeName": "Forbidden", "retryable": false,
+            "message": "Forbidden here", "writes": [id],
+        })]
+    );
+    // A retryable refusal of a batch is no event: the write goes again.
+    let (_, batch) = push_one(&mut s, "t2");
+    assert_eq!(events(&mut s, refuse(ErrorCode::Timeout, Some(batch), false)), Vec::<Json>::new());
+    assert_eq!(s.pending_writes(), 1);
+
+    // Errors not tied to a batch say the same, from the same rule.
+    for code in ErrorCode::ALL {
+        let event = events(&mut s, refuse(code, None, false)).remove(0);
+        assert_eq!(event["type"], "error");
+        assert_eq!(event["code"], code.as_u16());
+        assert_eq!(event["codeName"], code.name());
+        assert_eq!(event["retryable"], code.is_retryable(), "{code:?}");
+        assert_eq!(event["fatal"], false);
+    }
+    let event = events(&mut s, refuse(ErrorCode::Unavailable, None, true)).remove(0);
+    assert_eq!((&event["retryable"], &event["fatal"]), (&json!(true), &json!(true)));
+}
+
+#[test]
+fn the_code_table_lists_every_known_code_once() {
+    let table: Vec<Json> = serde_json::from_str(&weft_wasm::events::code_table_json()).unwrap();
+    assert_eq!(table.len(), ErrorCode::ALL.len());
+    assert_eq!(table[21], json!({"code": 22, "codeName": "Timeout", "retryable": true}));
+    assert_eq!(table[8], json!({"code": 9, "codeName": "Forbidden", "retryable": false}));
 }

@@ -46,6 +46,7 @@ test('a write the rules refuse rejects its promise with Forbidden; allowed write
     assert.ok(e instanceof WeftError);
     assert.equal(e.codeName, 'Forbidden');
     assert.equal(e.code, 9);
+    assert.equal(e.retryable, false);
     return true;
   });
   assert.ok(errors.some((e) => e.codeName === 'Forbidden'), 'error listeners hear of the refusal');

@@ -87,10 +87,15 @@ test('bad input is refused with a message naming it, and nothing is written', as
 test('writes made while the server is down are sent when it comes back', async () => {
   const own = await startServer();
   const db = await Weft.open({ url: own.url, name: 'offline' });
+  const errors = [];
+  db.on('error', (e) => errors.push(e));
   const c = db.collection('todos');
   await c.put('before', { n: 1 });
   await own.stop({ keepData: true });
   await eventually(() => db.status.state === 'offline', 5000, 'offline status');
+  // The server said goodbye with a retryable code: the status is offline, not error.
+  const goodbye = errors.find((e) => e.codeName === 'Unavailable');
+  assert.ok(goodbye?.retryable, `errors heard: ${errors.map((e) => `${e.codeName} ${e.retryable}`)}`);
   const later = c.put('during', { n: 2 });
   assert.equal(c.get('during')?.n, 2);
   assert.equal(db.status.pendingWrites, 1);

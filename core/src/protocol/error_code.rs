@@ -60,6 +60,35 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code this revision knows, in wire order (`Other` aside): the table clients
+    /// are given, so names and retry rules are never copied by hand.
+    pub const ALL: [ErrorCode; 24] = [
+        ErrorCode::Malformed,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::NestingTooDeep,
+        ErrorCode::UnknownMessageType,
+        ErrorCode::ClockDrift,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::UnknownCollection,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::InvalidName,
+        ErrorCode::CursorInvalid,
+        ErrorCode::SlowConsumer,
+        ErrorCode::UnexpectedMessage,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenInvalid,
+        ErrorCode::TokenRejected,
+        ErrorCode::Timeout,
+        ErrorCode::RecordTooLarge,
+        ErrorCode::ResultTooLarge,
+    ];
+
     /// The wire number.
     pub fn as_u16(self) -> u16 {
         match self {
@@ -122,9 +151,51 @@ impl ErrorCode {
         }
     }
 
-    /// Whether sending the same thing again later can succeed.
+    /// Whether sending the same thing again later can succeed. The one place this is
+    /// decided: the replica requeues such refusals, and `@weft/client` reads the answer
+    /// from the events and the code table rather than keeping a list of its own.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::SlowConsumer)
+        // A timeout is the transport's fault (a slow or stalled link), not the request's.
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::Internal
+                | ErrorCode::Unavailable
+                | ErrorCode::SlowConsumer
+                | ErrorCode::Timeout
+        )
+    }
+
+    /// The code's stable name, as clients show it (`codeName` in `@weft/client`, `name`
+    /// in HTTP error bodies); `Other` for a code from a newer revision.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "Malformed",
+            ErrorCode::UnsupportedVersion => "UnsupportedVersion",
+            ErrorCode::FrameTooLarge => "FrameTooLarge",
+            ErrorCode::BatchTooLarge => "BatchTooLarge",
+            ErrorCode::NestingTooDeep => "NestingTooDeep",
+            ErrorCode::UnknownMessageType => "UnknownMessageType",
+            ErrorCode::ClockDrift => "ClockDrift",
+            ErrorCode::Unauthenticated => "Unauthenticated",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::UnknownCollection => "UnknownCollection",
+            ErrorCode::RateLimited => "RateLimited",
+            ErrorCode::TooManySubscriptions => "TooManySubscriptions",
+            ErrorCode::InvalidName => "InvalidName",
+            ErrorCode::CursorInvalid => "CursorInvalid",
+            ErrorCode::SlowConsumer => "SlowConsumer",
+            ErrorCode::UnexpectedMessage => "UnexpectedMessage",
+            ErrorCode::Internal => "Internal",
+            ErrorCode::Unavailable => "Unavailable",
+            ErrorCode::TokenExpired => "TokenExpired",
+            ErrorCode::TokenInvalid => "TokenInvalid",
+            ErrorCode::TokenRejected => "TokenRejected",
+            ErrorCode::Timeout => "Timeout",
+            ErrorCode::RecordTooLarge => "RecordTooLarge",
+            ErrorCode::ResultTooLarge => "ResultTooLarge",
+            ErrorCode::Other(_) => "Other",
+        }
     }
 }
 
