@@ -132,6 +132,15 @@ impl Shared {
         let durable = receipt.map_or(Ok(()), |receipt| self.wal.wait_durable(receipt).map(drop));
         let max_hlc = self.lock().max_hlc;
         let result = durable.map_err(EngineError::from).and_then(|()| {
+            // Invariant: the store's checkpoint never passes the durable end of the WAL
+            // (replay would start after records the store does not hold).
+            if let Some(checkpoint) = checkpoint {
+                let durable_end = self.wal.durable_end();
+                assert!(
+                    checkpoint < durable_end,
+                    "checkpoint {checkpoint} at or past the durable WAL end {durable_end}"
+                );
+            }
             let batch = WriteBatch { records: sorted_records(&flushing), checkpoint, max_hlc };
             lock_store(&self.store).commit(&batch).map_err(EngineError::from)
         });

@@ -318,6 +318,9 @@ impl Inner {
         let outcome = match state.join(hash, version, change.state) {
             Some(new_version) => {
                 let slot = &mut meta.seqs[hash.partition.index()];
+                // Invariant: seqs of a partition strictly increase, so a catch-up cursor
+                // never skips a change; the record's own seq came from this counter.
+                assert!(*slot >= seq, "partition {} at seq {} below its record's {seq}", hash.partition.index(), *slot);
                 *slot += 1;
                 meta.merkle.set(hash, &id.1, Some(new_version));
                 let after = observe.then(|| state.clone());
@@ -449,6 +452,13 @@ impl Engine {
                 }
             }
         }
+        // Invariant: batches merge in WAL order (replay then assigns the same seqs).
+        assert!(
+            inner.applied.is_none_or(|applied| applied < receipt.position),
+            "batch at {} merged after {:?}",
+            receipt.position,
+            inner.applied
+        );
         inner.applied = Some(receipt.position);
         inner.last_receipt = Some(receipt);
         if let Some(feed) = feed

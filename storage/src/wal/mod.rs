@@ -159,6 +159,7 @@ pub struct Receipt {
 struct Queued {
     seq: u64,
     position: WalPosition,
+    end: WalPosition,
     framed: Vec<u8>,
 }
 
@@ -166,6 +167,8 @@ struct State {
     queue: Vec<Queued>,
     next_seq: u64,
     durable_seq: u64,
+    /// Where the durable log ends (the end of the last record synced).
+    durable_end: WalPosition,
     tail: WalPosition,
     failed: Option<String>,
     closing: bool,
@@ -230,6 +233,7 @@ impl Wal {
                 queue: Vec::new(),
                 next_seq: 1,
                 durable_seq: 0,
+                durable_end: recovery.end,
                 tail: recovery.end,
                 failed: None,
                 closing: false,
@@ -286,8 +290,8 @@ impl Wal {
         state.tail.offset += len;
         let seq = state.next_seq;
         state.next_seq += 1;
-        state.queue.push(Queued { seq, position, framed });
         let end = state.tail;
+        state.queue.push(Queued { seq, position, end, framed });
         drop(state);
         self.shared.work.notify_one();
         Ok(Receipt { seq, position, end })
@@ -356,6 +360,11 @@ impl Wal {
     /// Latency histogram of group writes (write + `fdatasync`) so far.
     pub fn sync_stats(&self) -> SyncSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// Where the durable log ends: every record before it is on disk.
+    pub fn durable_end(&self) -> WalPosition {
+        self.shared.lock().durable_end
     }
 
     /// Where the next record will go.
@@ -445,7 +454,7 @@ fn writer_loop(shared: &Shared) {
 
 /// Writes and syncs one group, then wakes its waiters; `false` once the log failed.
 fn write_and_settle(shared: &Shared, segment: &mut Segment, group: Vec<Queued>) -> bool {
-    let Some(last_seq) = group.last().map(|q| q.seq) else { return true };
+    let Some((last_seq, last_end)) = group.last().map(|q| (q.seq, q.end)) else { return true };
     let bytes: usize = group.iter().map(|q| q.framed.len()).sum();
     let started = std::time::Instant::now();
     let outcome = write_group(shared, segment, group);
@@ -455,7 +464,9 @@ fn write_and_settle(shared: &Shared, segment: &mut Segment, group: Vec<Queued>) 
         Ok(()) => {
             // Groups are taken and written in append order, one at a time.
             assert!(last_seq > state.durable_seq, "WAL group {last_seq} synced after {}", state.durable_seq);
+            assert!(last_end > state.durable_end, "WAL durable end moving back to {last_end}");
             state.durable_seq = last_seq;
+            state.durable_end = last_end;
         }
         Err(error) => {
             state.failed = Some(error.to_string());
