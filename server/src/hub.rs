@@ -12,10 +12,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use std::sync::mpsc::RecvTimeoutError;
 use tokio::sync::{Notify, mpsc};
 use weft_core::key::CollectionName;
 use weft_storage::engine::Engine;
-use weft_storage::feed::{FeedBatch, FeedRecord};
+use weft_storage::feed::{FEED_QUEUE_BATCHES, FeedBatch, FeedReceiver, FeedRecord};
 
 /// Changed records of one collection, as a subscriber's connection receives them.
 #[derive(Debug)]
@@ -133,6 +134,16 @@ impl Hub {
         })
     }
 
+    /// Marks every connection a slow consumer: the live feed lost changes, so each must
+    /// reconnect and catch up from its cursor.
+    pub fn overflow_all(&self) {
+        let connections = self.connections.read().unwrap_or_else(|p| p.into_inner());
+        for registration in connections.values() {
+            registration.overflow.flag.store(true, Ordering::Release);
+            registration.overflow.notify.notify_one();
+        }
+    }
+
     /// Sends a durable batch to every subscriber but its writer; returns how many
     /// records were delivered in all.
     pub fn publish(&self, batch: FeedBatch) -> u64 {
@@ -171,21 +182,36 @@ impl Hub {
 /// Runs the publisher on its own thread: takes the engine's feed, waits for each batch to
 /// be durable, updates the secondary indexes, publishes it. Ends when the engine drops
 /// the feed's sender.
+///
+/// The feed queue is bounded ([`FEED_QUEUE_BATCHES`]); when it overflowed, changes were
+/// dropped, so every subscriber is disconnected as a slow consumer (it reconnects and
+/// catches up from its cursor, which the store serves in full) and the indexes are
+/// rebuilt from the store.
 pub fn start_publisher(
     engine: Arc<Engine>,
     hub: Arc<Hub>,
     metrics: Arc<crate::metrics::Metrics>,
     indexes: Arc<crate::indexes::ServerIndexes>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (sender, receiver) = std::sync::mpsc::channel::<FeedBatch>();
     let watched = hub.feed_filter();
     let indexed = Arc::clone(&indexes);
-    engine.set_feed(
+    let feed = engine.set_feed(
         Arc::new(move |collection: &CollectionName| watched(collection) || indexed.is_indexed(collection)),
-        sender,
+        FEED_QUEUE_BATCHES,
     );
     std::thread::Builder::new().name("weft-publisher".to_owned()).spawn(move || {
-        while let Ok(batch) = receiver.recv() {
+        loop {
+            let batch = match feed.receiver.recv_timeout(LOSS_CHECK) {
+                Ok(batch) => Some(batch),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let lost = feed.take_lost();
+            if lost > 0 {
+                resynchronize(&feed, &engine, &hub, &indexes, lost);
+                continue;
+            }
+            let Some(batch) = batch else { continue };
             if let Err(error) = engine.wait_durable(batch.receipt) {
                 // The WAL failed: the batch will not be acknowledged; nothing to publish.
                 tracing::error!(%error, "change feed: WAL failed; live updates stop");
@@ -195,4 +221,34 @@ pub fn start_publisher(
             metrics.live_changes.inc_by(hub.publish(batch));
         }
     })
+}
+
+/// How often the publisher looks for dropped batches when the feed is quiet.
+const LOSS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// After dropped batches: what is still queued is dropped too (the store holds all of
+/// it), every subscriber is told it fell behind, and the indexes are rebuilt from the
+/// store — after the queue was emptied, so no older batch is applied over the rebuild.
+fn resynchronize(feed: &FeedReceiver, engine: &Engine, hub: &Hub, indexes: &crate::indexes::ServerIndexes, lost: u64) {
+    while feed.receiver.try_recv().is_ok() {}
+    tracing::warn!(lost, "change feed queue overflowed: subscribers resume from their cursors, indexes rebuilt");
+    hub.overflow_all();
+    if let Err(error) = indexes.rebuild(engine) {
+        tracing::error!(%error, "rebuilding the secondary indexes failed; queries fall back to scans");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_all_marks_every_connection_a_slow_consumer() {
+        let hub = Hub::default();
+        let first = hub.connect(1, 4);
+        let second = hub.connect(2, 4);
+        assert!(!first.overflow.is_set() && !second.overflow.is_set());
+        hub.overflow_all();
+        assert!(first.overflow.is_set() && second.overflow.is_set());
+    }
 }

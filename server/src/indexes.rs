@@ -58,28 +58,17 @@ impl ServerIndexes {
 
     /// Fills the indexes from the store (blocking; before the server is ready).
     pub fn build(&self, engine: &Engine) -> Result<u64, EngineError> {
+        fill(&mut self.by_collection.write().unwrap_or_else(|p| p.into_inner()), engine)
+    }
+
+    /// Empties every index and fills it again from the store (after the change feed lost
+    /// batches), under one lock: a query never sees a half-built index.
+    pub fn rebuild(&self, engine: &Engine) -> Result<u64, EngineError> {
         let mut by_collection = self.by_collection.write().unwrap_or_else(|p| p.into_inner());
-        let mut entries = 0;
-        for (collection, indexes) in by_collection.iter_mut() {
-            let mut after: Option<RecordKey> = None;
-            loop {
-                let page = engine.scan(collection, after.as_ref(), BUILD_PAGE)?;
-                let full = page.len() == BUILD_PAGE;
-                after = page.last().map(|(key, _)| key.clone());
-                for (key, record) in &page {
-                    if let Some(document) = record.state.document() {
-                        for index in indexes.iter_mut() {
-                            index.update(key, None, Some(&document));
-                        }
-                        entries += 1;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
+        for index in by_collection.values_mut().flatten() {
+            *index = Index::new(index.spec().clone());
         }
-        Ok(entries)
+        fill(&mut by_collection, engine)
     }
 
     /// Applies a durable batch from the change feed.
@@ -100,4 +89,29 @@ impl ServerIndexes {
         let by_collection = self.by_collection.read().unwrap_or_else(|p| p.into_inner());
         f(by_collection.get(collection).map_or(&[][..], Vec::as_slice))
     }
+}
+
+/// Adds every stored record of the indexed collections to their indexes.
+fn fill(by_collection: &mut HashMap<CollectionName, Vec<Index>>, engine: &Engine) -> Result<u64, EngineError> {
+    let mut entries = 0;
+    for (collection, indexes) in by_collection.iter_mut() {
+        let mut after: Option<RecordKey> = None;
+        loop {
+            let page = engine.scan(collection, after.as_ref(), BUILD_PAGE)?;
+            let full = page.len() == BUILD_PAGE;
+            after = page.last().map(|(key, _)| key.clone());
+            for (key, record) in &page {
+                if let Some(document) = record.state.document() {
+                    for index in indexes.iter_mut() {
+                        index.update(key, None, Some(&document));
+                    }
+                    entries += 1;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(entries)
 }

@@ -421,3 +421,18 @@ fn batches_that_would_grow_a_record_past_its_limits_are_refused_whole_and_not_lo
     assert_eq!(state.fields.len() as u64, 60 + accepted);
     assert!(state.fields.len() <= 100, "{} fields past a limit of 100", state.fields.len());
 }
+
+#[test]
+fn a_full_feed_queue_drops_batches_and_counts_them_without_blocking_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = open(dir.path(), EngineConfig::default());
+    let feed = engine.set_feed(std::sync::Arc::new(|_: &CollectionName| true), 2);
+    for i in 0..5 {
+        engine.apply(vec![put(&format!("k{i}"), i, i as u64)]).unwrap();
+    }
+    assert_eq!(feed.take_lost(), 3, "the three batches past the bound are counted");
+    assert_eq!(feed.take_lost(), 0, "taken once");
+    let queued: Vec<_> = feed.receiver.try_iter().collect();
+    assert_eq!(queued.len(), 2);
+    assert_eq!(queued[0].records[0].key.as_str(), "k0", "the queue keeps the oldest, in WAL order");
+}

@@ -464,8 +464,7 @@ impl Engine {
         if let Some(feed) = feed
             && !observed.is_empty()
         {
-            // A gone receiver means nobody listens any more; nothing to do.
-            let _ = feed.sender.send(FeedBatch { receipt, origin, records: observed });
+            feed.send(FeedBatch { receipt, origin, records: observed });
         }
         let flush = inner.dirty.len() >= self.shared.config.flush_records.max(1);
         Ok(Appended { applied, receipt: Some(receipt), flush })
@@ -521,10 +520,13 @@ impl Engine {
     }
 
     /// Starts the change feed: from now on every appended batch that changes records of a
-    /// collection `filter` selects is sent to `sender` (see [`crate::feed`]). Replaces an
+    /// collection `filter` selects is queued for the returned receiver (at most
+    /// `capacity` batches; see [`crate::feed`] for what a full queue does). Replaces an
     /// earlier feed.
-    pub fn set_feed(&self, filter: FeedFilter, sender: std::sync::mpsc::Sender<FeedBatch>) {
-        *self.shared.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Feed { filter, sender });
+    pub fn set_feed(&self, filter: FeedFilter, capacity: usize) -> crate::feed::FeedReceiver {
+        let (feed, receiver) = Feed::new(filter, capacity);
+        *self.shared.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some(feed);
+        receiver
     }
 
     /// Stops the change feed (its receiver then sees the channel close).
