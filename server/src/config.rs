@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::auth::AuthConfig;
 use crate::auth::rules::RuleSpec;
 
 /// Everything `weft serve` needs.
@@ -60,30 +61,6 @@ impl Default for Config {
             indexes: BTreeMap::new(),
         }
     }
-}
-
-/// How tokens are verified. Exactly the keys given are accepted.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Shared secret for HS256 tokens.
-    pub hs256_secret: Option<String>,
-    /// PEM file with the RSA public key for RS256 tokens.
-    pub rs256_public_key: Option<PathBuf>,
-    /// PEM file with the Ed25519 public key for EdDSA tokens.
-    pub eddsa_public_key: Option<PathBuf>,
-    /// A JWKS document on disk.
-    pub jwks_file: Option<PathBuf>,
-    /// A JWKS URL, fetched at start-up and refreshed when a token names an unknown key.
-    pub jwks_url: Option<String>,
-    /// Required `iss`, if set.
-    pub issuer: Option<String>,
-    /// Required `aud`, if set.
-    pub audience: Option<String>,
-    /// The claim holding the user's roles (a string or a list of strings).
-    pub roles_claim: Option<String>,
-    /// Allowed clock skew when checking `exp` and `nbf`, in seconds.
-    pub leeway_seconds: Option<u64>,
 }
 
 /// Per-client limits; each violation is answered with its error code.
