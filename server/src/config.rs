@@ -83,8 +83,8 @@ pub struct LimitsConfig {
     pub connections_per_ip: usize,
     /// Frames queued for one connection before it counts as a slow consumer.
     pub outbound_queue_frames: usize,
-    /// Bytes of answers (catch-up pages, query results, ...) one WebSocket may have queued
-    /// for its client; past it the server stops reading from that client until it reads.
+    /// Bytes of frames (answers, live changes, acks) one WebSocket may have queued for its
+    /// client; past it the server stops reading from that client until it reads.
     pub outbound_queue_bytes: usize,
     /// Most entries one record may hold — fields, set members and their tags, counter
     /// totals (`RecordTooLarge` for a write past it).

@@ -39,7 +39,12 @@ use writer::{Budget, Frame};
 /// How long a new connection has to send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Settled = (PushTicket, Result<(), OpError>);
+/// A batch on its way to the ack task, and when the frame that brought it arrived.
+/// Boxed, like [`Settled`]: a channel allocates its first block of 32 slots up front, and
+/// an idle connection should not pay for 32 inline batches.
+type Durable = Box<(PendingPush, Instant)>;
+/// A batch's wait for durability, done.
+type Settled = Box<(PushTicket, Result<(), OpError>)>;
 
 /// Serves an upgraded connection until it ends; `_slot` holds its place in the per-IP
 /// connection count.
@@ -56,7 +61,7 @@ pub async fn serve(state: Arc<AppState>, socket: WebSocket, _slot: ConnectionSlo
     let writer = tokio::spawn(writer::run(Arc::clone(&state), sink, queue, overflow));
     let inflight = limits.inflight_batches.max(1);
     // Never full: the reader stops reading at `inflight` pending batches.
-    let (durable, to_wait) = mpsc::channel::<(PendingPush, Instant)>(inflight + 1);
+    let (durable, to_wait) = mpsc::channel::<Durable>(inflight + 1);
     let (settled_sender, settled) = mpsc::channel::<Settled>(inflight + 1);
     let acker = tokio::spawn(wait_in_order(Arc::clone(&state), to_wait, settled_sender));
     let budget_bytes = u32::try_from(limits.outbound_queue_bytes.max(1)).unwrap_or(u32::MAX);
@@ -107,12 +112,9 @@ pub async fn serve(state: Arc<AppState>, socket: WebSocket, _slot: ConnectionSlo
 
 /// Waits for pending batches to be durable, in the order the session appended them, and
 /// hands each outcome back.
-async fn wait_in_order(
-    state: Arc<AppState>,
-    mut pending: mpsc::Receiver<(PendingPush, Instant)>,
-    settled: mpsc::Sender<Settled>,
-) {
-    while let Some((PendingPush { ticket, appended }, received)) = pending.recv().await {
+async fn wait_in_order(state: Arc<AppState>, mut pending: mpsc::Receiver<Durable>, settled: mpsc::Sender<Settled>) {
+    while let Some(item) = pending.recv().await {
+        let (PendingPush { ticket, appended }, received) = *item;
         let outcome = match state.engine() {
             Ok(engine) => {
                 let engine = Arc::clone(engine);
@@ -125,7 +127,7 @@ async fn wait_in_order(
         if outcome.is_ok() && ticket.batch_id().is_some() {
             state.metrics.ack_latency.observe(received.elapsed().as_secs_f64());
         }
-        if settled.send((ticket, outcome)).await.is_err() {
+        if settled.send(Box::new((ticket, outcome))).await.is_err() {
             return;
         }
     }
@@ -165,7 +167,7 @@ impl Outbox {
 struct Connection {
     state: Arc<AppState>,
     out: Outbox,
-    durable: mpsc::Sender<(PendingPush, Instant)>,
+    durable: mpsc::Sender<Durable>,
     settled: mpsc::Receiver<Settled>,
     live: mpsc::Receiver<Arc<LiveBatch>>,
     inflight: usize,
@@ -222,15 +224,15 @@ impl Connection {
         let mut session = session;
         if *shutdown.borrow() {
             let effects = session.shutdown();
-            self.apply(&mut session, effects, Instant::now()).await;
+            Box::pin(self.apply(&mut session, effects, Instant::now())).await;
             return Some(session);
         }
         // The hello comes first, within HELLO_TIMEOUT.
         let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
         let Ok(Some(Ok(first))) = first else { return Some(session) };
         let effects;
-        (session, effects) = self.frame(session, first).await.ok()?;
-        if !self.apply(&mut session, effects, Instant::now()).await || !session.is_open() {
+        (session, effects) = Box::pin(self.frame(session, first)).await.ok()?;
+        if !Box::pin(self.apply(&mut session, effects, Instant::now())).await || !session.is_open() {
             return Some(session);
         }
         // A session never outlives its token: `tick` ends it at `exp` (plus leeway).
@@ -264,7 +266,10 @@ impl Connection {
                     self.reading = false;
                     session.shutdown()
                 }
-                Event::Settled((ticket, outcome)) => session.push_settled(ticket, outcome),
+                Event::Settled(settled) => {
+                    let (ticket, outcome) = *settled;
+                    session.push_settled(ticket, outcome)
+                }
                 Event::Live(batch) => session.live(batch),
                 Event::Expiry => {
                     let effects = session.tick();
@@ -287,7 +292,7 @@ impl Connection {
                 Event::Frame(Some(Ok(message))) => {
                     received = Instant::now();
                     let effects;
-                    (session, effects) = self.frame(session, message).await.ok()?;
+                    (session, effects) = Box::pin(self.frame(session, message)).await.ok()?;
                     effects
                 }
                 Event::Frame(_) => {
@@ -299,13 +304,16 @@ impl Connection {
                 Event::CatchUp => match self.catch_up.pop_front() {
                     Some(id) => {
                         let effects;
-                        (session, effects) = blocking(session, move |session| session.catch_up(id)).await.ok()?;
+                        (session, effects) =
+                            Box::pin(blocking(session, move |session| session.catch_up(id))).await.ok()?;
                         effects
                     }
                     None => Vec::new(),
                 },
             };
-            if !self.apply(&mut session, effects, received).await {
+            // Boxed: carrying out effects (a token check may fetch keys) needs a large
+            // future; inline, every idle connection would carry that much memory.
+            if !Box::pin(self.apply(&mut session, effects, received)).await {
                 return Some(session);
             }
         }
@@ -348,7 +356,7 @@ impl Connection {
                     }
                 }
                 Effect::AwaitDurable(pending) => {
-                    if self.durable.send((pending, received)).await.is_err() {
+                    if self.durable.send(Box::new((pending, received))).await.is_err() {
                         return false;
                     }
                 }
