@@ -25,6 +25,10 @@ use tokio::sync::Semaphore;
 
 use crate::state::AppState;
 
+/// Longest shutdown waits for connections to drain (HTTP requests here, WebSockets in
+/// [`crate::serve`]).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
 /// Serves `app` on `listener` until the state's shutdown flag flips, then lets the
 /// connections in progress finish.
 pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
@@ -100,7 +104,7 @@ pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
     // A client that stopped reading a response would hold its connection forever: the
     // wait is bounded like the WebSocket drain.
     let all = u32::try_from(limits.http_connections_max.max(1)).unwrap_or(u32::MAX);
-    if tokio::time::timeout(crate::serve::SHUTDOWN_DRAIN, open.acquire_many(all)).await.is_err() {
-        tracing::warn!("HTTP connections still open after {:?}; closing anyway", crate::serve::SHUTDOWN_DRAIN);
+    if tokio::time::timeout(SHUTDOWN_DRAIN, open.acquire_many(all)).await.is_err() {
+        tracing::warn!("HTTP connections still open after {:?}; closing anyway", SHUTDOWN_DRAIN);
     }
 }

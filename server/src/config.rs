@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::auth::AuthConfig;
 use crate::auth::rules::RuleSpec;
 
 /// Everything `weft serve` needs.
@@ -62,30 +63,6 @@ impl Default for Config {
     }
 }
 
-/// How tokens are verified. Exactly the keys given are accepted.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Shared secret for HS256 tokens.
-    pub hs256_secret: Option<String>,
-    /// PEM file with the RSA public key for RS256 tokens.
-    pub rs256_public_key: Option<PathBuf>,
-    /// PEM file with the Ed25519 public key for EdDSA tokens.
-    pub eddsa_public_key: Option<PathBuf>,
-    /// A JWKS document on disk.
-    pub jwks_file: Option<PathBuf>,
-    /// A JWKS URL, fetched at start-up and refreshed when a token names an unknown key.
-    pub jwks_url: Option<String>,
-    /// Required `iss`, if set.
-    pub issuer: Option<String>,
-    /// Required `aud`, if set.
-    pub audience: Option<String>,
-    /// The claim holding the user's roles (a string or a list of strings).
-    pub roles_claim: Option<String>,
-    /// Allowed clock skew when checking `exp` and `nbf`, in seconds.
-    pub leeway_seconds: Option<u64>,
-}
-
 /// Per-client limits; each violation is answered with its error code.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,8 +83,8 @@ pub struct LimitsConfig {
     pub connections_per_ip: usize,
     /// Frames queued for one connection before it counts as a slow consumer.
     pub outbound_queue_frames: usize,
-    /// Bytes of answers (catch-up pages, query results, ...) one WebSocket may have queued
-    /// for its client; past it the server stops reading from that client until it reads.
+    /// Bytes of frames (answers, live changes, acks) one WebSocket may have queued for its
+    /// client; past it the server stops reading from that client until it reads.
     pub outbound_queue_bytes: usize,
     /// Most entries one record may hold — fields, set members and their tags, counter
     /// totals (`RecordTooLarge` for a write past it).

@@ -4,29 +4,30 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-/// A token bucket: `rate` tokens per second, holding at most `burst`.
+/// A token bucket: `rate` tokens per second, holding at most `burst`. Time is passed in
+/// (milliseconds of the server clock), so a simulated clock drives it too.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
     tokens: f64,
-    last: Instant,
+    last_ms: u64,
 }
 
 impl RateLimiter {
-    /// A full bucket.
-    pub fn new(rate: u32, burst: u32) -> RateLimiter {
+    /// A full bucket at `now_ms`.
+    pub fn new(rate: u32, burst: u32, now_ms: u64) -> RateLimiter {
         let burst = f64::from(burst.max(rate).max(1));
-        RateLimiter { rate: f64::from(rate.max(1)), burst, tokens: burst, last: Instant::now() }
+        RateLimiter { rate: f64::from(rate.max(1)), burst, tokens: burst, last_ms: now_ms }
     }
 
-    /// Takes `n` tokens if there are enough; otherwise takes none and returns false.
-    pub fn try_take(&mut self, n: usize) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
+    /// Takes `n` tokens at `now_ms` if there are enough; otherwise takes none and returns
+    /// false. A clock that steps back refills nothing.
+    pub fn try_take(&mut self, n: usize, now_ms: u64) -> bool {
+        let elapsed_s = now_ms.saturating_sub(self.last_ms) as f64 / 1_000.0;
+        self.tokens = (self.tokens + elapsed_s * self.rate).min(self.burst);
+        self.last_ms = self.last_ms.max(now_ms);
         let n = n as f64;
         if n <= self.tokens {
             self.tokens -= n;
@@ -81,9 +82,10 @@ mod tests {
 
     #[test]
     fn the_bucket_refuses_beyond_its_burst() {
-        let mut limiter = RateLimiter::new(10, 20);
-        assert!(limiter.try_take(20));
-        assert!(!limiter.try_take(5));
+        let mut limiter = RateLimiter::new(10, 20, 1_000);
+        assert!(limiter.try_take(20, 1_000));
+        assert!(!limiter.try_take(5, 1_000));
+        assert!(limiter.try_take(5, 1_500), "half a second refills five");
     }
 
     #[test]

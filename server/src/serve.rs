@@ -25,8 +25,7 @@ pub const WAL_DIR: &str = "wal";
 /// The SQLite store inside the data directory.
 pub const STORE_FILE: &str = "store.sqlite";
 
-/// Longest shutdown waits for WebSocket connections to drain.
-pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+pub use crate::accept::SHUTDOWN_DRAIN;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

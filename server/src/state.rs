@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use weft_core::codec::DecodeLimits;
-use weft_core::hlc::{HlcClock, NodeId, SystemClock};
+use weft_core::hlc::{ClockSource, HlcClock, NodeId, SystemClock};
 use weft_core::protocol::{ErrorCode, LogId};
 use weft_storage::engine::Engine;
 
@@ -14,10 +14,10 @@ use crate::auth::Principal;
 use crate::auth::jwt::{AuthError, Verifier};
 use crate::auth::rules::Rules;
 use crate::config::Config;
+use crate::error::OpError;
 use crate::hub::Hub;
 use crate::limits::{ConnectionCounter, ConnectionSlot};
 use crate::metrics::Metrics;
-use crate::sync::OpError;
 
 /// Shared server state.
 pub struct AppState {
@@ -39,10 +39,11 @@ pub struct AppState {
     pub log_id: LogId,
     /// This node's HLC node id.
     pub node_id: NodeId,
-    /// The server's clock: drift checks and server-stamped (JSON) writes.
-    pub clock: Mutex<HlcClock<SystemClock>>,
+    /// The server's clock: drift checks, server-stamped (JSON) writes, the time in
+    /// `Welcome`, token expiry and rate limits of sessions.
+    pub clock: Mutex<HlcClock<SharedClock>>,
     /// Seals listing cursors that would otherwise name unreadable rows.
-    pub cursor_seal: crate::http::page_cursor::CursorSeal,
+    pub cursor_seal: crate::page_cursor::CursorSeal,
     next_connection: AtomicU64,
     /// Open WebSocket connections: shutdown waits for them to drain (hyper's graceful
     /// shutdown does not track upgraded connections).
@@ -69,15 +70,51 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// The physical clock the server reads, shared: the operating system's in `weft serve`,
+/// a simulated one (`weft_core::hlc::ManualClock`) when a test drives the server on its
+/// own time.
+#[derive(Clone)]
+pub struct SharedClock(Arc<dyn ClockSource + Send + Sync>);
+
+impl SharedClock {
+    /// Reads time from `source`.
+    pub fn new(source: Arc<dyn ClockSource + Send + Sync>) -> SharedClock {
+        SharedClock(source)
+    }
+}
+
+impl ClockSource for SharedClock {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedClock").field(&self.0.now_ms()).finish()
+    }
+}
+
 impl AppState {
-    /// State for `config`, before the engine is opened.
+    /// State for `config`, before the engine is opened, on the system clock.
     pub fn new(config: Config, verifier: Option<Verifier>, log_id: LogId) -> Result<AppState, String> {
+        AppState::with_clock(config, verifier, log_id, Arc::new(SystemClock))
+    }
+
+    /// State for `config` reading time from `clock`: a simulation passes a clock it
+    /// moves itself (`weft_core::hlc::ManualClock`). `verifier` is `None` in dev mode.
+    pub fn with_clock(
+        config: Config,
+        verifier: Option<Verifier>,
+        log_id: LogId,
+        clock: Arc<dyn ClockSource + Send + Sync>,
+    ) -> Result<AppState, String> {
         let rules = Rules::new(&config.collections, config.dev)?;
         let indexes = Arc::new(crate::indexes::ServerIndexes::new(&config.indexes)?);
         // The node id only has to differ between writers; derive it from the log id so
         // that it is stable for a data directory.
         let node_id = NodeId(log_id.0 | 1 << 63);
-        let clock = HlcClock::new(node_id, SystemClock).with_max_drift_ms(config.limits.max_drift_ms);
+        let clock = HlcClock::new(node_id, SharedClock::new(clock)).with_max_drift_ms(config.limits.max_drift_ms);
         Ok(AppState {
             config,
             engine: OnceLock::new(),
@@ -90,7 +127,7 @@ impl AppState {
             log_id,
             node_id,
             clock: Mutex::new(clock),
-            cursor_seal: crate::http::page_cursor::CursorSeal::random()
+            cursor_seal: crate::page_cursor::CursorSeal::random()
                 .map_err(|e| format!("cannot draw page cursor keys from the OS random source: {e}"))?,
             next_connection: AtomicU64::new(1),
             open_connections: tokio::sync::watch::channel(0).0,
@@ -143,6 +180,19 @@ impl AppState {
         }
     }
 
+    /// [`AppState::authenticate`], fetching the JWKS URL again (when one is configured)
+    /// if the token does not verify: the key may have been rotated since the last fetch.
+    pub async fn authenticate_refreshing(&self, token: Option<&str>) -> Result<Principal, AuthError> {
+        let verified = self.authenticate(token);
+        if let (Err(AuthError::Invalid(_)), Some(verifier)) = (&verified, &self.verifier)
+            && verifier.has_jwks_url()
+            && verifier.refresh().await.is_ok()
+        {
+            return self.authenticate(token);
+        }
+        verified
+    }
+
     /// A fresh connection id (never 0: 0 tags writes with no connection).
     pub fn connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
@@ -166,7 +216,12 @@ impl AppState {
     }
 
     /// The server clock, locked.
-    pub fn lock_clock(&self) -> std::sync::MutexGuard<'_, HlcClock<SystemClock>> {
+    pub fn lock_clock(&self) -> std::sync::MutexGuard<'_, HlcClock<SharedClock>> {
         self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server's physical time, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.lock_clock().source().now_ms()
     }
 }

@@ -13,8 +13,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use weft_core::protocol::ErrorCode;
 
+use super::AuthConfig;
 use super::Principal;
-use crate::config::AuthConfig;
 
 /// Why a token was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

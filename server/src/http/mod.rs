@@ -1,7 +1,8 @@
 //! The HTTP side: routes, bearer-token auth, and errors as JSON with the protocol's
 //! codes.
 //!
-//! - `GET /v1/ws` — the WebSocket sync endpoint ([`crate::ws`]).
+//! - `GET /v1/ws` — the WebSocket sync endpoint: upgraded here ([`websocket`]), served by
+//!   [`crate::ws`].
 //! - `POST /v1/sync` — push and pull in one stateless request ([`sync`]).
 //! - `GET /v1/collections/{c}/records/{id}`, `GET /v1/collections/{c}` ([`records`]).
 //! - `POST /v1/query` — one-shot queries, JSON query model or SQL ([`query`]).
@@ -12,11 +13,11 @@
 
 pub mod health;
 pub mod origin;
-pub mod page_cursor;
 pub mod query;
 pub mod records;
 pub mod static_files;
 pub mod sync;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -28,14 +29,14 @@ use axum::routing::{get, post};
 use weft_core::protocol::ErrorCode;
 
 use crate::auth::Principal;
+use crate::error::OpError;
 use crate::state::AppState;
-use crate::sync::OpError;
 
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
     // Every API route checks where a browser request comes from ([`origin`]).
     let api = Router::new()
-        .route("/v1/ws", get(crate::ws::upgrade))
+        .route("/v1/ws", get(websocket::upgrade))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/query", post(query::query))
         .route("/v1/collections/{collection}", get(records::list))

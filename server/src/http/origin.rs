@@ -26,8 +26,8 @@ use axum::response::Response;
 use weft_core::protocol::ErrorCode;
 
 use super::error_response;
+use crate::error::OpError;
 use crate::state::AppState;
-use crate::sync::OpError;
 
 /// Whether `host` (a `Host` header value or an origin's host, with or without a port)
 /// names this machine's loopback interface.

@@ -1,8 +1,8 @@
 //! `POST /v1/query`: one-shot queries — the query model as JSON, or SQL `SELECT` text
-//! (`{"sql": "..."}` or a `text/plain` / `application/sql` body), evaluated by
-//! [`crate::sync::query`]. Answers `{"rows": [...], "next": cursor | null}`; rows are
-//! records with their key in `id` (aggregate rows carry group fields and aggregate
-//! names).
+//! (`{"sql": "..."}` or a `text/plain` / `application/sql` body), parsed by
+//! [`crate::sync::query`] and answered by the caller's session over what it may read.
+//! Answers `{"rows": [...], "next": cursor | null}`; rows are records with their key in
+//! `id` (aggregate rows carry group fields and aggregate names).
 
 use std::sync::Arc;
 
@@ -13,22 +13,22 @@ use axum::response::{IntoResponse, Response};
 use weft_core::protocol::ErrorCode;
 
 use super::{error_response, principal};
+use crate::error::OpError;
+use crate::session::Session;
 use crate::state::AppState;
-use crate::sync::OpError;
-use crate::sync::query::{parse_request, run};
+use crate::sync::query::parse_request;
 
 /// The handler.
 pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let body = super::read_body(&state, &headers, body).await?;
-        let principal = principal(&state, &headers)?;
+        let session = Session::stateless(Arc::clone(&state), principal(&state, &headers)?);
         let content_type =
             headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
         let content_type = content_type.to_owned();
-        let task_state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
             let parsed = parse_request(&content_type, &body)?;
-            run(&task_state, &principal, &parsed)
+            session.query(&parsed)
         })
         .await
         .map_err(|_| OpError::new(ErrorCode::Internal, "query failed inside the server"))?

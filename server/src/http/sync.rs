@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,22 +23,18 @@ use weft_core::codec::{Reader, Writer};
 use weft_core::crdt::ops;
 use weft_core::key::{CollectionName, RecordKey};
 use weft_core::protocol::{
-    ClientMessage, Cursor, ErrorCode, PROTOCOL_VERSION, ServerMessage, Shape, decode_envelope, encode_envelope,
+    BatchId, ClientMessage, Cursor, ErrorCode, ServerMessage, Shape, SubscriptionId, decode_envelope, encode_envelope,
 };
 use weft_core::value::{Document, Value};
 
 use super::{error_response, principal};
 use crate::auth::Principal;
-use crate::auth::rules::{Access, Operation};
-use crate::metrics::TransportLabels;
+use crate::error::OpError;
+use crate::session::{Effect, PendingPush, Session};
 use crate::state::AppState;
-use crate::sync::view::View;
-use crate::sync::{OpError, pull, push, reconcile};
+use crate::sync::pull;
 
-/// Most catch-up pages one pull returns.
-pub const PULL_PAGES_MAX: usize = 10;
-
-const HTTP: TransportLabels = TransportLabels { transport: "http" };
+pub use crate::session::PULL_PAGES_MAX;
 
 /// The handler.
 pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -53,9 +49,9 @@ pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let response = if content_type.starts_with("application/json") {
-        json_sync(&state, &principal, &body).await.map(|json| axum::Json(json).into_response())
+        json_sync(&state, principal, body).await.map(|json| axum::Json(json).into_response())
     } else if content_type.starts_with("application/msgpack") || content_type.starts_with("application/x-msgpack") {
-        msgpack_sync(&state, &principal, &body).await.map(|bytes| {
+        msgpack_sync(&state, principal, body).await.map(|bytes| {
             state.metrics.bytes_sent.inc_by(bytes.len() as u64);
             ([(header::CONTENT_TYPE, "application/msgpack")], bytes).into_response()
         })
@@ -73,160 +69,72 @@ pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     response.unwrap_or_else(|error| error_response(&state, &error))
 }
 
-async fn msgpack_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) -> Result<Vec<u8>, OpError> {
-    let limits = state.decode_limits();
-    let frames = decode_envelope(body, &limits)
-        .map_err(|error| OpError::new(ErrorCode::from(&error), format!("envelope refused: {error}")))?;
-    let mut replies = Vec::new();
-    for (index, frame) in frames.iter().enumerate() {
-        let message = match ClientMessage::decode(frame, &limits) {
-            Ok(message) => message,
-            Err(error) => {
-                let error = OpError::new(ErrorCode::from(&error), format!("frame {index} refused: {error}"));
-                replies.push(error.to_message(None, false).encode());
-                continue;
-            }
-        };
-        for reply in handle(state, principal, message).await {
+async fn msgpack_sync(state: &Arc<AppState>, principal: Principal, body: Bytes) -> Result<Vec<u8>, OpError> {
+    let task_state = Arc::clone(state);
+    let replies = tokio::task::spawn_blocking(move || {
+        let limits = task_state.decode_limits();
+        let frames = decode_envelope(&body, &limits)
+            .map_err(|error| OpError::new(ErrorCode::from(&error), format!("envelope refused: {error}")))?;
+        let mut session = Session::stateless(Arc::clone(&task_state), principal);
+        let mut replies = Vec::new();
+        for frame in &frames {
+            let effects = session.handle_frame(frame);
+            replies.extend(run_to_end(&task_state, &mut session, effects));
+        }
+        Ok(replies)
+    })
+    .await
+    .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "sync failed inside the server")))?;
+    let encoded: Vec<Vec<u8>> = replies
+        .into_iter()
+        .map(|reply| {
             if let ServerMessage::Error { code, .. } = &reply {
                 state.metrics.error(*code);
             }
-            replies.push(reply.encode());
-        }
+            reply.encode()
+        })
+        .collect();
+    Ok(encode_envelope(&encoded))
+}
+
+/// Carries out a stateless session's effects to the end, in order — each batch waited
+/// for, every page of a pull taken, each query run — and returns the messages to send.
+/// Blocking.
+fn run_to_end(state: &AppState, session: &mut Session, effects: Vec<Effect>) -> Vec<ServerMessage> {
+    let mut replies = Vec::new();
+    // A stack: what an effect leads to is carried out before the effects after it.
+    let mut stack: Vec<Effect> = effects.into_iter().rev().collect();
+    while let Some(effect) = stack.pop() {
+        let more = match effect {
+            Effect::Send(message) => {
+                replies.push(message);
+                continue;
+            }
+            Effect::AwaitDurable(PendingPush { ticket, appended }) => {
+                let outcome = match state.engine() {
+                    Ok(engine) => engine.wait(appended).map(drop).map_err(OpError::from),
+                    Err(error) => Err(error),
+                };
+                session.push_settled(ticket, outcome)
+            }
+            Effect::CatchUp(id) => session.catch_up(id),
+            Effect::Query(task) => vec![Effect::Send(task.run())],
+            // Stateless sessions authenticate from the request's header and never close.
+            Effect::Authenticate { .. } | Effect::Close => Vec::new(),
+        };
+        stack.extend(more.into_iter().rev());
     }
-    Ok(encode_envelope(&replies))
+    replies
 }
 
-async fn handle(state: &Arc<AppState>, principal: &Principal, message: ClientMessage) -> Vec<ServerMessage> {
-    match message {
-        ClientMessage::Hello { protocol_version, .. } if protocol_version != PROTOCOL_VERSION => {
-            vec![
-                OpError::new(
-                    ErrorCode::UnsupportedVersion,
-                    format!(
-                        "protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"
-                    ),
-                )
-                .to_message(None, true),
-            ]
+/// The error frame among `replies`, as the error it carries.
+fn refusal(replies: &[ServerMessage]) -> Option<OpError> {
+    replies.iter().find_map(|reply| match reply {
+        ServerMessage::Error { code, message, op_index, .. } => {
+            Some(OpError { code: *code, message: message.clone(), op_index: *op_index })
         }
-        ClientMessage::Hello { .. } => vec![ServerMessage::Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            server_time_ms: now_ms(),
-            node_id: state.node_id,
-            partition_map_version: 0,
-        }],
-        ClientMessage::Push { batch_id, changes } => match apply(state, principal, changes).await {
-            Ok(()) => vec![ServerMessage::Ack { batch_id }],
-            Err(error) => vec![error.to_message(Some(batch_id), false)],
-        },
-        ClientMessage::Subscribe { subscription_id, collection, cursor, shape } => {
-            match pull_pages(state, principal, &collection, cursor.as_ref(), shape).await {
-                Ok(pages) => {
-                    let mut out = Vec::new();
-                    let mut previous = pull::start_cursor(state.log_id, cursor.as_ref());
-                    for page in pages {
-                        if !page.removed.is_empty() {
-                            out.push(ServerMessage::Removed {
-                                subscription_id,
-                                keys: page.removed,
-                                cursor: previous.clone(),
-                            });
-                        }
-                        previous = page.cursor.clone();
-                        out.push(ServerMessage::Changes {
-                            subscription_id,
-                            changes: page.changes,
-                            cursor: page.cursor,
-                            caught_up: page.caught_up,
-                        });
-                    }
-                    out
-                }
-                Err(error) => vec![error.to_message(None, false)],
-            }
-        }
-        ClientMessage::Unsubscribe { .. } => Vec::new(),
-        ClientMessage::Reconcile { session_id, collection, step } => {
-            match reconcile::answer(state, principal, &collection, step, 0).await {
-                Ok(Some(step)) => vec![ServerMessage::Reconcile { session_id, collection, step }],
-                Ok(None) => Vec::new(),
-                Err(error) => vec![error.to_message(None, false)],
-            }
-        }
-        ClientMessage::Ping { nonce } => vec![ServerMessage::Pong { nonce }],
-        ClientMessage::Query { request_id, query } => {
-            let task_state = Arc::clone(state);
-            let principal = principal.clone();
-            let answer = tokio::task::spawn_blocking(move || {
-                let parsed = crate::sync::query::parse_text(&query)?;
-                crate::sync::query::run(&task_state, &principal, &parsed)
-            })
-            .await
-            .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "query failed inside the server")));
-            match answer {
-                Ok(result) => vec![crate::sync::query::result_message(request_id, &result)],
-                Err(mut error) => {
-                    error.message = format!("query {request_id}: {}", error.message);
-                    vec![error.to_message(None, false)]
-                }
-            }
-        }
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Checks and applies a batch; returns once durable.
-async fn apply(state: &Arc<AppState>, principal: &Principal, changes: Vec<Change>) -> Result<(), OpError> {
-    let count = changes.len() as u64;
-    let task_state = Arc::clone(state);
-    let principal = principal.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let appended = push::check_and_append(&task_state, &principal, changes, 0)?;
-        task_state.engine()?.wait(appended).map_err(OpError::from)
+        _ => None,
     })
-    .await
-    .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "the write failed inside the server")));
-    result.map(|_| {
-        state.metrics.ops.get_or_create(&HTTP).inc_by(count);
-        state.metrics.acks.get_or_create(&HTTP).inc();
-    })
-}
-
-async fn pull_pages(
-    state: &Arc<AppState>,
-    principal: &Principal,
-    collection: &CollectionName,
-    cursor: Option<&Cursor>,
-    shape: Option<Shape>,
-) -> Result<Vec<pull::Page>, OpError> {
-    let access = state.rules.access(principal, collection.as_str(), Operation::Read);
-    if access == Access::Denied {
-        return Err(OpError::new(ErrorCode::Forbidden, format!("read of {collection} denied for {:?}", principal.sub)));
-    }
-    let engine = Arc::clone(state.engine()?);
-    let view = View { access, shape };
-    let mut cursor = pull::start_cursor(state.log_id, cursor);
-    let collection = collection.clone();
-    tokio::task::spawn_blocking(move || {
-        engine.flush_collection(&collection)?;
-        let mut pages = Vec::new();
-        for _ in 0..PULL_PAGES_MAX {
-            let page = pull::next_page(&engine, &collection, &cursor, &view)?;
-            cursor = page.cursor.clone();
-            let done = page.caught_up;
-            pages.push(page);
-            if done {
-                break;
-            }
-        }
-        Ok(pages)
-    })
-    .await
-    .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "pull failed inside the server")))
 }
 
 // ----- JSON ---------------------------------------------------------------------------
@@ -328,7 +236,16 @@ fn change_from_json(
     }
 }
 
-async fn json_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) -> Result<serde_json::Value, OpError> {
+async fn json_sync(state: &Arc<AppState>, principal: Principal, body: Bytes) -> Result<serde_json::Value, OpError> {
+    let task_state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || json_sync_blocking(&task_state, principal, &body))
+        .await
+        .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "sync failed inside the server")))
+}
+
+/// The JSON form, on the same stateless session as the frames: writes become one pushed
+/// batch, pulls become subscriptions. Blocking.
+fn json_sync_blocking(state: &Arc<AppState>, principal: Principal, body: &[u8]) -> Result<serde_json::Value, OpError> {
     let request: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
     known_keys(&request, &REQUEST_KEYS, "the request")?;
@@ -338,15 +255,15 @@ async fn json_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) ->
         Some(_) => Err(bad(format!("`{name}` must be a list"))),
     };
     let (writes, pulls) = (list("writes")?, list("pulls")?);
+    let mut session = Session::stateless(Arc::clone(state), principal);
     let mut written = 0;
     if !writes.is_empty() {
-        let task_state = Arc::clone(state);
-        let writes = writes.clone();
-        let changes = tokio::task::spawn_blocking(move || changes_from_json(&task_state, &writes))
-            .await
-            .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "write failed inside the server")))?;
+        let changes = changes_from_json(state, &writes)?;
         written = changes.len();
-        apply(state, principal, changes).await?;
+        let effects = session.handle(ClientMessage::Push { batch_id: BatchId(0), changes });
+        if let Some(error) = refusal(&run_to_end(state, &mut session, effects)) {
+            return Err(error);
+        }
     }
     let mut results = Vec::new();
     for (index, pull) in pulls.iter().enumerate() {
@@ -372,24 +289,36 @@ async fn json_sync(state: &Arc<AppState>, principal: &Principal, body: &[u8]) ->
             )),
             _ => None,
         };
-        let pages = pull_pages(state, principal, &collection, cursor.as_ref(), shape).await?;
+        let subscription_id = SubscriptionId(u32::try_from(index).unwrap_or(u32::MAX));
+        let subscribe =
+            ClientMessage::Subscribe { subscription_id, collection: collection.clone(), cursor: cursor.clone(), shape };
+        let effects = session.handle(subscribe);
+        let replies = run_to_end(state, &mut session, effects);
+        if let Some(error) = refusal(&replies) {
+            return Err(error);
+        }
         let mut records = Vec::new();
         let mut removed = Vec::new();
         let mut last_cursor = pull::start_cursor(state.log_id, cursor.as_ref());
         let mut caught_up = true;
-        for page in pages {
-            for change in page.changes {
-                records.push(match change.state.document() {
-                    Some(document) => serde_json::json!({
-                        "id": change.key.as_str(),
-                        "fields": weft_core::value::document_to_json(&document),
-                    }),
-                    None => serde_json::json!({"id": change.key.as_str(), "deleted": true}),
-                });
+        for reply in replies {
+            match reply {
+                ServerMessage::Changes { changes, cursor, caught_up: done, .. } => {
+                    for change in changes {
+                        records.push(match change.state.document() {
+                            Some(document) => serde_json::json!({
+                                "id": change.key.as_str(),
+                                "fields": weft_core::value::document_to_json(&document),
+                            }),
+                            None => serde_json::json!({"id": change.key.as_str(), "deleted": true}),
+                        });
+                    }
+                    last_cursor = cursor;
+                    caught_up = done;
+                }
+                ServerMessage::Removed { keys, .. } => removed.extend(keys.iter().map(|k| k.as_str().to_owned())),
+                _ => {}
             }
-            removed.extend(page.removed.iter().map(|k| k.as_str().to_owned()));
-            last_cursor = page.cursor;
-            caught_up = page.caught_up;
         }
         results.push(serde_json::json!({
             "collection": collection.as_str(),

@@ -1,61 +1,13 @@
-//! The sync operations both transports share (WebSocket `/v1/ws` and HTTP
-//! `POST /v1/sync`): checking and applying pushed batches ([`push`]), catching up a
-//! subscription or a pull since a cursor ([`pull`]), and what one caller may see of a
-//! collection ([`view`]).
+//! The sync operations the protocol session runs for both transports, given a caller's
+//! [`view`] decided by the session: checking and appending pushed batches ([`push`]),
+//! catching up a subscription or a pull since a cursor ([`pull`]), merkle
+//! reconciliation steps ([`reconcile`]), one-shot queries ([`query`], with the parallel
+//! scan in [`scan`]) and plain record reads ([`records`]).
 
 pub mod pull;
 pub mod push;
 pub mod query;
 pub mod reconcile;
+pub mod records;
 pub mod scan;
 pub mod view;
-
-use weft_core::protocol::{BatchId, ErrorCode, ServerMessage};
-
-/// An operation refused, with its protocol error code and a reason naming what was
-/// wrong.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct OpError {
-    /// Stable code.
-    pub code: ErrorCode,
-    /// Human-readable reason.
-    pub message: String,
-    /// Index of the offending change in its batch, if one.
-    pub op_index: Option<u32>,
-}
-
-impl OpError {
-    /// An error not tied to one change.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> OpError {
-        OpError { code, message: message.into(), op_index: None }
-    }
-
-    /// An error about change `index` of a batch.
-    pub fn at(code: ErrorCode, index: usize, message: impl Into<String>) -> OpError {
-        OpError { code, message: format!("change {index}: {}", message.into()), op_index: Some(index as u32) }
-    }
-
-    /// The error frame for it.
-    pub fn to_message(&self, batch_id: Option<BatchId>, fatal: bool) -> ServerMessage {
-        let mut message = self.message.clone();
-        if message.len() > weft_core::protocol::ERROR_MESSAGE_BYTES_MAX {
-            let mut end = weft_core::protocol::ERROR_MESSAGE_BYTES_MAX;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
-        ServerMessage::Error { code: self.code, message, batch_id, op_index: self.op_index, fatal }
-    }
-}
-
-impl From<weft_storage::engine::EngineError> for OpError {
-    fn from(error: weft_storage::engine::EngineError) -> OpError {
-        if let weft_storage::engine::EngineError::RecordTooLarge { index, .. } = &error {
-            return OpError::at(ErrorCode::RecordTooLarge, *index, error.to_string());
-        }
-        tracing::error!(%error, "storage engine error");
-        OpError::new(ErrorCode::Internal, format!("storage failed: {error}"))
-    }
-}

@@ -13,8 +13,8 @@ use weft_core::key::{CollectionName, PARTITION_COUNT, PartitionId, RecordKey};
 use weft_core::protocol::{Cursor, LogId};
 use weft_storage::engine::Engine;
 
-use super::OpError;
 use super::view::{View, Visibility};
+use crate::error::OpError;
 
 /// Most records in one page.
 pub const PAGE_RECORDS_MAX: usize = 1_000;

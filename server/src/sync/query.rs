@@ -2,18 +2,18 @@
 //! message): parse SQL or the JSON model, scan what the caller may read, evaluate.
 //!
 //! A select the planner can answer from a declared index ([`crate::indexes`]) reads only
-//! the candidates; anything else scans the collection. Either way only rows the caller
-//! may read are considered, so aggregates never count rows the rules hide.
+//! the candidates; anything else scans the collection. Either way only rows the caller's
+//! view (decided by the session from the rules) allows are considered, so aggregates
+//! never count rows the rules hide.
 
 use weft_core::key::{CollectionName, RecordKey};
 use weft_core::protocol::{ErrorCode, ServerMessage};
 use weft_core::query::{Plan, Query, SQL_PARSE_STACK_BYTES, SqlQuery, execute, keyset_to_json, parse_sql, plan};
 use weft_core::value::{Document, Value, document_to_json};
 
-use super::OpError;
-use crate::auth::Principal;
-use crate::auth::rules::{Access, Operation};
-use crate::http::records::record_json;
+use super::records::record_json;
+use super::view::View;
+use crate::error::OpError;
 use crate::state::AppState;
 
 /// Records read per store page while scanning.
@@ -58,7 +58,7 @@ pub fn parse_request(content_type: &str, body: &[u8]) -> Result<SqlQuery, OpErro
 fn readable_documents(
     state: &AppState,
     collection: &CollectionName,
-    access: &Access,
+    view: &View,
 ) -> Result<Vec<(RecordKey, Document)>, OpError> {
     let engine = state.engine()?;
     let mut out = Vec::new();
@@ -68,7 +68,7 @@ fn readable_documents(
         let full = page.len() == SCAN_PAGE;
         after = page.last().map(|(key, _)| key.clone());
         for (key, record) in page {
-            if let Some(document) = record.state.document().filter(|d| access.allows(Some(d))) {
+            if let Some(document) = record.state.document().filter(|d| view.allows(d)) {
                 out.push((key, document));
             }
         }
@@ -78,12 +78,13 @@ fn readable_documents(
     }
 }
 
-/// Runs a parsed query for `principal`'s view (blocking). An answer past
+/// Runs a parsed query over `view` (the caller's view of [`collection_of`] the query;
+/// blocking). An answer past
 /// `limits.query_rows_max` rows or `limits.query_bytes_max` bytes (as JSON) is refused
 /// with `ResultTooLarge`, naming the limit, so one request cannot make the server build
 /// (or a socket queue) an unbounded answer.
-pub fn run(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
-    let answer = run_unbounded(state, principal, query)?;
+pub fn run(state: &AppState, view: &View, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
+    let answer = run_unbounded(state, view, query)?;
     let limits = &state.config.limits;
     let rows = answer.get("rows").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
     if rows > limits.query_rows_max {
@@ -129,8 +130,9 @@ fn json_len(value: &serde_json::Value) -> usize {
     }
 }
 
-fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
-    let collection = match query {
+/// The collection a query reads.
+pub fn collection_of(query: &SqlQuery) -> Result<&CollectionName, OpError> {
+    Ok(match query {
         SqlQuery::Select(query) => &query.collection,
         SqlQuery::Aggregate(query) => &query.collection,
         SqlQuery::Explain(inner) => match inner.as_ref() {
@@ -138,17 +140,17 @@ fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> R
             SqlQuery::Aggregate(query) => &query.collection,
             SqlQuery::Explain(_) => return Err(bad("EXPLAIN EXPLAIN".to_owned())),
         },
-    };
-    let access = state.rules.access(principal, collection.as_str(), Operation::Read);
-    if access == Access::Denied {
-        return Err(OpError::new(ErrorCode::Forbidden, format!("read of {collection} denied for {:?}", principal.sub)));
-    }
+    })
+}
+
+fn run_unbounded(state: &AppState, view: &View, query: &SqlQuery) -> Result<serde_json::Value, OpError> {
+    let collection = collection_of(query)?;
     if let SqlQuery::Explain(inner) = query {
         let plan = match inner.as_ref() {
             SqlQuery::Select(query) => state.indexes.with(collection, |indexes| plan(query, indexes).explain()),
             _ => "full scan, then group".to_owned(),
         };
-        let rows_rule = if access == Access::All { "" } else { " (rows filtered by the read rules)" };
+        let rows_rule = if view.sees_every_row() { "" } else { " (rows filtered by the read rules)" };
         return Ok(serde_json::json!({ "plan": format!("{plan}{rows_rule}"), "rows": [], "next": null }));
     }
     if let SqlQuery::Select(select) = query {
@@ -161,7 +163,7 @@ fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> R
             }
             let failed = std::cell::Cell::new(None);
             let get = |key: &RecordKey| match engine.read(collection, key) {
-                Ok(state) => state.and_then(|s| s.document()).filter(|d| access.allows(Some(d))),
+                Ok(state) => state.and_then(|s| s.document()).filter(|d| view.allows(d)),
                 Err(error) => {
                     failed.set(Some(error));
                     None
@@ -179,7 +181,7 @@ fn run_unbounded(state: &AppState, principal: &Principal, query: &SqlQuery) -> R
             return Ok(serde_json::json!({ "rows": rows, "next": result.next.as_ref().map(keyset_to_json) }));
         }
     }
-    let documents = readable_documents(state, collection, &access)?;
+    let documents = readable_documents(state, collection, view)?;
     let records = documents.iter().map(|(key, document)| (key, document.clone()));
     Ok(match query {
         SqlQuery::Select(query) => {

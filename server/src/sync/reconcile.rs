@@ -1,50 +1,49 @@
 //! Merkle reconciliation with a client (the fallback when a cursor cannot be used, and
-//! what a client runs to verify it holds exactly the server's data). The records a step
-//! carries are checked and made durable like a pushed batch before the answer is built.
+//! what a client runs to verify it holds exactly the server's data): answering a step,
+//! and the snapshot a server-started exchange begins from. Who may reconcile, and when
+//! the records a step carries are durable, is the session's business.
 
-use std::sync::Arc;
-
-use weft_core::key::CollectionName;
+use weft_core::key::{CollectionName, PartitionId};
 use weft_core::merkle::ReconcileStep;
-use weft_core::protocol::ErrorCode;
+use weft_core::protocol::{Cursor, ErrorCode, LogId};
+use weft_storage::engine::Engine;
 
-use super::{OpError, push};
-use crate::auth::Principal;
-use crate::auth::rules::{Access, Operation};
-use crate::state::AppState;
+use crate::error::OpError;
 
-/// Takes in one step; returns the answer, or `None` when the step asks nothing.
-pub async fn answer(
-    state: &Arc<AppState>,
-    principal: &Principal,
-    collection: &CollectionName,
-    step: ReconcileStep,
-    origin: u64,
-) -> Result<Option<ReconcileStep>, OpError> {
-    // Digests cover every row: only a caller who may read all of them may compare them.
-    if state.rules.access(principal, collection.as_str(), Operation::Read) != Access::All {
-        return Err(OpError::new(
-            ErrorCode::Forbidden,
-            format!("reconciliation of {collection} needs read access to every row; subscribe instead"),
-        ));
+/// Refuses a step carrying a record of another collection (naming its index).
+pub fn check_records(collection: &CollectionName, step: &ReconcileStep) -> Result<(), OpError> {
+    match step.records.iter().position(|record| &record.collection != collection) {
+        Some(stray) => Err(OpError::at(ErrorCode::Malformed, stray, "reconciliation record for another collection")),
+        None => Ok(()),
     }
-    let engine = Arc::clone(state.engine()?);
-    let task_state = Arc::clone(state);
-    let principal = principal.clone();
-    let collection = collection.clone();
-    let answer = tokio::task::spawn_blocking(move || -> Result<Option<ReconcileStep>, OpError> {
-        if let Some(stray) = step.records.iter().position(|record| record.collection != collection) {
-            return Err(OpError::at(ErrorCode::Malformed, stray, "reconciliation record for another collection"));
+}
+
+/// The answer to `step` (its records already merged), or `None` when it asks nothing.
+/// Blocking.
+pub fn answer(
+    engine: &Engine,
+    collection: &CollectionName,
+    step: &ReconcileStep,
+) -> Result<Option<ReconcileStep>, OpError> {
+    if step.asks_nothing() {
+        return Ok(None);
+    }
+    Ok(Some(engine.reconcile(collection, step)?))
+}
+
+/// The opening step of an exchange the server starts, and the cursor of the snapshot it
+/// describes: what lies before the cursor comes by reconciliation, what follows arrives
+/// live. Blocking.
+pub fn start(engine: &Engine, log: LogId, collection: &CollectionName) -> (Cursor, ReconcileStep) {
+    let seqs = engine.seqs(collection);
+    let step = engine.reconcile_start(collection);
+    let mut cursor = Cursor::new(log);
+    for (index, seq) in seqs.into_iter().enumerate() {
+        if let Some(partition) = u16::try_from(index).ok().and_then(PartitionId::new)
+            && seq > 0
+        {
+            cursor.advance(partition, seq);
         }
-        if !step.records.is_empty() {
-            let appended = push::check_and_append(&task_state, &principal, step.records.clone(), origin)?;
-            engine.wait(appended)?;
-        }
-        if step.asks_nothing() {
-            return Ok(None);
-        }
-        Ok(Some(engine.reconcile(&collection, &step)?))
-    })
-    .await;
-    answer.unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "reconciliation failed inside the server")))
+    }
+    (cursor, step)
 }

@@ -1,18 +1,18 @@
 //! What one caller sees of a collection: the rows the read rules allow, narrowed by the
-//! subscription's shape.
+//! subscription's shape. The session builds every view from the rules
+//! (`crate::session::access`); the operations here only apply it.
 
 use weft_core::crdt::RecordState;
 use weft_core::protocol::Shape;
+use weft_core::value::Document;
 
 use crate::auth::rules::Access;
 
 /// A caller's view of one collection.
 #[derive(Clone, Debug)]
 pub struct View {
-    /// What the read rules allow.
-    pub access: Access,
-    /// The subscription's shape, if any.
-    pub shape: Option<Shape>,
+    access: Access,
+    shape: Option<Shape>,
 }
 
 /// Where a record stands relative to a view.
@@ -27,6 +27,23 @@ pub enum Visibility {
 }
 
 impl View {
+    /// The view that `access` (already decided by the rules) and `shape` make.
+    pub fn new(access: Access, shape: Option<Shape>) -> View {
+        View { access, shape }
+    }
+
+    /// Whether the read rules let the caller see `document` (the shape aside: reads
+    /// that are not subscriptions have none).
+    pub fn allows(&self, document: &Document) -> bool {
+        self.access.allows(Some(document))
+    }
+
+    /// Whether the view is the whole collection: every row readable and no shape. Only
+    /// then do merkle digests (which cover every row) describe what the caller holds.
+    pub fn sees_every_row(&self) -> bool {
+        self.access == Access::All && self.shape.is_none()
+    }
+
     /// Where `state` stands. Deleted records are judged by their last fields, so the
     /// deletion reaches exactly those who could see the record.
     pub fn classify(&self, state: &RecordState) -> Visibility {

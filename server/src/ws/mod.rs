@@ -1,121 +1,93 @@
-//! The WebSocket endpoint `/v1/ws`: one task reads and handles the client's frames in
-//! order, an ack pipeline acknowledges batches in the order they were sent once they
-//! are durable, and a writer ([`writer`]) owns the socket's sending half.
+//! A WebSocket connection (`/v1/ws`, upgraded in `crate::http::websocket`): the IO
+//! around one protocol session (`crate::session`). One task owns the session: it reads
+//! frames, feeds it the connection's live batches from the hub and the outcomes of waits
+//! for durability, and carries out what it returns; a writer task ([`writer`]) owns the
+//! socket's sending half; an ack task waits for pushed batches to be durable, one after
+//! another in batch order.
 //!
-//! Flow of a push: the reader checks the batch and appends it to the engine (logged and
-//! merged, on a blocking thread), then hands the pending batch to the ack pipeline and
-//! goes on reading — up to `limits.inflight_batches` batches wait for durability at
-//! once, which is what lets one connection share WAL syncs with itself. Refusals travel
-//! through the same pipeline, so acks and errors arrive in batch order.
+//! Flow of a push: the session checks and appends the batch (on a blocking thread) and
+//! returns it as pending; the ack task waits for it while the reader goes on reading —
+//! up to `limits.inflight_batches` batches wait at once, which is what lets one
+//! connection share WAL syncs with itself — and hands the outcome back to the session,
+//! which answers in batch order.
+//!
+//! While a catch-up or a query is under way no new frame is read (the client's messages
+//! are answered in order), but live batches and acks keep flowing. Every frame takes its
+//! size from the connection's byte budget (`limits.outbound_queue_bytes`) until the
+//! socket has taken it: a client that does not read stops being read from.
 
 pub mod writer;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use tokio::sync::mpsc;
-use weft_core::key::{CollectionName, PartitionId};
-use weft_core::protocol::{
-    BatchId, ClientMessage, Cursor, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId, SubscriptionId,
-};
-use weft_storage::engine::{Appended, Engine};
+use tokio::task::JoinHandle;
+use weft_core::protocol::{ErrorCode, ServerMessage, SubscriptionId};
 
-use crate::auth::Principal;
-use crate::auth::rules::{Access, Operation};
-use crate::limits::{ConnectionSlot, RateLimiter};
-use crate::metrics::TransportLabels;
+use crate::error::OpError;
+use crate::hub::{Listener, LiveBatch};
+use crate::limits::ConnectionSlot;
+use crate::session::{Effect, PendingPush, PushTicket, Session};
 use crate::state::AppState;
-use crate::sync::view::View;
-use crate::sync::{OpError, pull, push};
-use writer::Outbound;
-
-/// Initial read buffer of a WebSocket (it grows to fit a larger frame).
-const WS_READ_BUFFER_BYTES: usize = 4 << 10;
-/// Bytes a WebSocket gathers before writing to the socket (every frame is flushed anyway).
-const WS_WRITE_BUFFER_BYTES: usize = 8 << 10;
+use writer::{Budget, Frame};
 
 /// How long a new connection has to send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-const WS: TransportLabels = TransportLabels { transport: "ws" };
+/// A batch on its way to the ack task, and when the frame that brought it arrived.
+/// Boxed, like [`Settled`]: a channel allocates its first block of 32 slots up front, and
+/// an idle connection should not pay for 32 inline batches.
+type Durable = Box<(PendingPush, Instant)>;
+/// A batch's wait for durability, done.
+type Settled = Box<(PushTicket, Result<(), OpError>)>;
 
-/// `GET /v1/ws`: upgrades, unless the caller's IP is at its connection limit.
-pub async fn upgrade(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let Some(slot) = state.connection_slot(address.ip()) else {
-        let error = OpError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many connections from {} (limit {}: limits.connections_per_ip)",
-                address.ip(),
-                state.config.limits.connections_per_ip
-            ),
-        );
-        return crate::http::error_response(&state, &error);
-    };
-    // Frames up to twice the limit are read and refused with FrameTooLarge (the
-    // connection stays usable); beyond that the socket layer drops the connection.
-    let hard_cap = state.config.limits.frame_bytes_max.saturating_mul(2).max(64 << 10);
-    // Small socket buffers that grow for large frames: tungstenite's defaults (128 KiB to
-    // read, allocated and zeroed up front) made an idle connection cost ≈ 155 KiB of
-    // server memory; with these it costs a few KiB (docs/benchmarks.md, `weft bench idle`).
-    upgrade
-        .read_buffer_size(WS_READ_BUFFER_BYTES)
-        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .on_upgrade(move |socket| serve_connection(state, socket, slot))
-}
-
-async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: ConnectionSlot) {
+/// Serves an upgraded connection until it ends; `_slot` holds its place in the per-IP
+/// connection count.
+pub async fn serve(state: Arc<AppState>, socket: WebSocket, _slot: ConnectionSlot) {
     let _open = state.track_connection();
-    let id = state.connection_id();
     state.metrics.connections.inc();
     state.metrics.connections_total.inc();
     let limits = state.config.limits.clone();
-    let (sink, stream) = socket.split();
-    let listener = state.hub.connect(id, limits.outbound_queue_frames);
-    let (out, outbound) = mpsc::channel::<Outbound>(limits.outbound_queue_frames.max(1));
-    // Boxed: a channel allocates its first block of 32 slots up front, and an idle
-    // connection should not pay for 32 inline batches.
-    let (acks, pending) = mpsc::channel::<Box<Pending>>(limits.inflight_batches.max(1));
+    let session = Box::new(Session::connect(Arc::clone(&state)));
+    let id = session.id();
+    let Listener { receiver: live, overflow } = state.hub.connect(id, limits.outbound_queue_frames);
+    let (sink, mut stream) = socket.split();
+    let (frames, queue) = mpsc::channel::<Frame>(limits.outbound_queue_frames.max(1));
+    let writer = tokio::spawn(writer::run(Arc::clone(&state), sink, queue, overflow));
+    let inflight = limits.inflight_batches.max(1);
+    // Never full: the reader stops reading at `inflight` pending batches.
+    let (durable, to_wait) = mpsc::channel::<Durable>(inflight + 1);
+    let (settled_sender, settled) = mpsc::channel::<Settled>(inflight + 1);
+    let acker = tokio::spawn(wait_in_order(Arc::clone(&state), to_wait, settled_sender));
     let budget_bytes = u32::try_from(limits.outbound_queue_bytes.max(1)).unwrap_or(u32::MAX);
-    let writer = tokio::spawn(writer::run(Arc::clone(&state), sink, outbound, listener));
-    let acker = tokio::spawn(ack_pipeline(Arc::clone(&state), pending, out.clone()));
-    let mut connection = Connection {
-        state: Arc::clone(&state),
-        id,
-        out,
-        acks,
-        principal: None,
-        subscriptions: HashMap::new(),
-        reconciling: HashMap::new(),
-        next_session: 0,
-        limiter: RateLimiter::new(limits.ops_per_second, limits.ops_burst),
+    let out = Outbox {
+        frames,
         budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes as usize)),
         budget_bytes,
+        gauge: state.metrics.outbound_queued_bytes.clone(),
     };
-    let mut stream = stream;
-    let shutting_down = connection.read(&mut stream).await;
-    let Connection { out, acks, subscriptions, .. } = connection;
-    // Every batch already read is acknowledged (or refused) before the connection ends.
-    drop(acks);
+    let mut connection = Connection {
+        state: Arc::clone(&state),
+        out,
+        durable,
+        settled,
+        live,
+        inflight,
+        catch_up: VecDeque::new(),
+        query: None,
+        reading: true,
+    };
+    let session = connection.converse(session, &mut stream).await;
+    let Connection { out, durable, settled, live, .. } = connection;
+    drop((durable, settled, live));
+    drop(session);
+    let _ = acker.await;
     let finish = async {
-        let _ = acker.await;
-        if shutting_down {
-            let error = OpError::new(ErrorCode::Unavailable, "the server is shutting down; reconnect later");
-            let _ = out.send(Outbound::Message(Box::new(error.to_message(None, true)))).await;
-        }
         drop(out);
         let _ = writer.await;
     };
@@ -135,128 +107,48 @@ async fn serve_connection(state: Arc<AppState>, socket: WebSocket, _slot: Connec
     let _ =
         tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = stream.next().await {} }).await;
     state.hub.disconnect(id);
-    state.metrics.subscriptions.dec_by(subscriptions.len() as i64);
     state.metrics.connections.dec();
 }
 
-/// How long until `at_s` (seconds since the Unix epoch); zero if it has passed.
-fn until_unix_s(at_s: u64) -> Duration {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Duration::from_secs(at_s).saturating_sub(now)
-}
-
-/// A batch on its way to an ack.
-enum Pending {
-    Appended { batch_id: BatchId, appended: Appended, changes: usize, received: Instant },
-    Refused { batch_id: BatchId, error: OpError },
-}
-
-async fn ack_pipeline(state: Arc<AppState>, mut pending: mpsc::Receiver<Box<Pending>>, out: mpsc::Sender<Outbound>) {
+/// Waits for pending batches to be durable, in the order the session appended them, and
+/// hands each outcome back.
+async fn wait_in_order(state: Arc<AppState>, mut pending: mpsc::Receiver<Durable>, settled: mpsc::Sender<Settled>) {
     while let Some(item) = pending.recv().await {
-        let message = match *item {
-            Pending::Refused { batch_id, error } => error.to_message(Some(batch_id), false),
-            Pending::Appended { batch_id, appended, changes, received } => {
-                let engine = match state.engine() {
-                    Ok(engine) => Arc::clone(engine),
-                    Err(error) => {
-                        let _ = out.send(Outbound::Message(Box::new(error.to_message(Some(batch_id), false)))).await;
-                        continue;
-                    }
-                };
-                match tokio::task::spawn_blocking(move || engine.wait(appended)).await {
-                    Ok(Ok(_)) => {
-                        state.metrics.ops.get_or_create(&WS).inc_by(changes as u64);
-                        state.metrics.acks.get_or_create(&WS).inc();
-                        state.metrics.ack_latency.observe(received.elapsed().as_secs_f64());
-                        ServerMessage::Ack { batch_id }
-                    }
-                    Ok(Err(error)) => OpError::from(error).to_message(Some(batch_id), false),
-                    Err(_) => OpError::new(ErrorCode::Internal, "the write failed inside the server")
-                        .to_message(Some(batch_id), false),
-                }
+        let (PendingPush { ticket, appended }, received) = *item;
+        let outcome = match state.engine() {
+            Ok(engine) => {
+                let engine = Arc::clone(engine);
+                tokio::task::spawn_blocking(move || engine.wait(appended).map(drop).map_err(OpError::from))
+                    .await
+                    .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "the write failed inside the server")))
             }
+            Err(error) => Err(error),
         };
-        if out.send(Outbound::Message(Box::new(message))).await.is_err() {
+        if outcome.is_ok() && ticket.batch_id().is_some() {
+            state.metrics.ack_latency.observe(received.elapsed().as_secs_f64());
+        }
+        if settled.send(Box::new((ticket, outcome))).await.is_err() {
             return;
         }
     }
 }
 
-struct Connection {
-    state: Arc<AppState>,
-    id: u64,
-    out: mpsc::Sender<Outbound>,
-    acks: mpsc::Sender<Box<Pending>>,
-    principal: Option<Principal>,
-    subscriptions: HashMap<SubscriptionId, CollectionName>,
-    /// Reconciliations this server started for subscriptions whose cursor came from
-    /// another log: when one ends, its subscription has caught up at the cursor kept here.
-    reconciling: HashMap<SessionId, (SubscriptionId, Cursor)>,
-    next_session: u32,
-    limiter: RateLimiter,
-    /// Bytes of encoded frames this reader may have queued for the writer
-    /// (`limits.outbound_queue_bytes`): past it the reader waits — it stops reading the
-    /// socket — until the client takes what was sent. A client asking for large results
-    /// without reading them holds at most this much server memory, then is closed as a
-    /// slow consumer when a send stalls.
+/// Frames on their way to the writer, within the connection's byte budget.
+struct Outbox {
+    frames: mpsc::Sender<Frame>,
+    /// Bytes of encoded frames this connection may have queued for the writer
+    /// (`limits.outbound_queue_bytes`): past it the session task waits — it stops reading
+    /// the socket — until the client takes what was sent. A client asking for large
+    /// results without reading them holds at most this much server memory, then is
+    /// closed as a slow consumer when a send stalls.
     budget: Arc<tokio::sync::Semaphore>,
     budget_bytes: u32,
+    gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
-/// What to do after a frame.
-enum Next {
-    Continue,
-    Close,
-}
-
-impl Connection {
-    /// Reads frames until the client leaves, a fatal error, or shutdown (returns true).
-    async fn read(&mut self, stream: &mut SplitStream<WebSocket>) -> bool {
-        let mut shutdown = self.state.shutdown.subscribe();
-        if *shutdown.borrow() {
-            return true;
-        }
-        // The hello comes first, within HELLO_TIMEOUT.
-        let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
-        let Ok(Some(Ok(first))) = first else { return false };
-        match Box::pin(self.handle_message(first)).await {
-            Next::Continue if self.principal.is_some() => {}
-            _ => return false,
-        }
-        // A session never outlives its token: at `exp` (plus leeway) it ends with
-        // TokenExpired, and the client reconnects with a fresh token.
-        let expires_at_s = self.principal.as_ref().and_then(|principal| principal.expires_at_s);
-        let expired = async move {
-            match expires_at_s {
-                Some(at) => tokio::time::sleep(until_unix_s(at)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(expired);
-        loop {
-            tokio::select! {
-                () = &mut expired => {
-                    let at = expires_at_s.unwrap_or_default();
-                    let error = OpError::new(
-                        ErrorCode::TokenExpired,
-                        format!("the session's token expired (exp + leeway = {at} s since the epoch); reconnect with a fresh token"),
-                    );
-                    self.refuse(error, true).await;
-                    return false;
-                }
-                () = self.out.closed() => return false,
-                changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return true },
-                message = stream.next() => match message {
-                    // Boxed: the handling of one message (queries, catch-up) needs a large
-                    // future; inline, every idle connection would carry that much memory.
-                    Some(Ok(message)) => if let Next::Close = Box::pin(self.handle_message(message)).await { return false },
-                    _ => return false,
-                },
-            }
-        }
-    }
-
-    async fn send(&self, message: ServerMessage) {
+impl Outbox {
+    /// Queues `message`; false when the writer is gone.
+    async fn send(&self, message: ServerMessage) -> bool {
         let code = match &message {
             ServerMessage::Error { code, .. } => Some(*code),
             _ => None,
@@ -266,312 +158,223 @@ impl Connection {
         // A frame larger than the whole budget takes all of it (frames are capped by
         // `frame_bytes_max` and query results by their own limits).
         let wanted = u32::try_from(bytes.len()).unwrap_or(u32::MAX).clamp(1, self.budget_bytes);
-        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(wanted).await else { return };
-        let budget = writer::Budget::new(permit, wanted as usize, &self.state.metrics.outbound_queued_bytes);
-        let _ = self.out.send(Outbound::Frame { bytes, code, budget }).await;
-    }
-
-    async fn refuse(&self, error: OpError, fatal: bool) -> Next {
-        self.send(error.to_message(None, fatal)).await;
-        if fatal { Next::Close } else { Next::Continue }
-    }
-
-    async fn handle_message(&mut self, message: Message) -> Next {
-        let bytes = match message {
-            Message::Binary(bytes) => bytes,
-            Message::Text(_) => {
-                let error =
-                    OpError::new(ErrorCode::Malformed, "text frame: the protocol uses binary MessagePack frames");
-                return self.refuse(error, self.principal.is_none()).await;
-            }
-            Message::Close(_) => return Next::Close,
-            Message::Ping(_) | Message::Pong(_) => return Next::Continue,
-        };
-        self.state.metrics.bytes_received.inc_by(bytes.len() as u64);
-        let limit = self.state.config.limits.frame_bytes_max;
-        if bytes.len() > limit {
-            let error = OpError::new(
-                ErrorCode::FrameTooLarge,
-                format!("frame of {} bytes, at most {limit} allowed", bytes.len()),
-            );
-            return self.refuse(error, self.principal.is_none()).await;
-        }
-        let limits = self.state.decode_limits();
-        let message = match ClientMessage::decode(&bytes, &limits) {
-            Ok(message) => message,
-            Err(error) => {
-                let error = OpError::new(ErrorCode::from(&error), format!("frame refused: {error}"));
-                // A push that does not decode is refused like any refused batch: with its
-                // id, in batch order behind the acks still in flight.
-                if self.principal.is_some()
-                    && let Some(batch_id) = ClientMessage::push_batch_id(&bytes, &limits)
-                {
-                    let refused = Box::new(Pending::Refused { batch_id, error });
-                    return if self.acks.send(refused).await.is_err() { Next::Close } else { Next::Continue };
-                }
-                return self.refuse(error, self.principal.is_none()).await;
-            }
-        };
-        let Some(principal) = self.principal.clone() else {
-            return self.hello(message).await;
-        };
-        match message {
-            ClientMessage::Hello { .. } => {
-                self.refuse(OpError::new(ErrorCode::UnexpectedMessage, "hello sent twice on one connection"), false)
-                    .await
-            }
-            ClientMessage::Push { batch_id, changes } => self.push(principal, batch_id, changes).await,
-            ClientMessage::Subscribe { subscription_id, collection, cursor, shape } => {
-                self.subscribe(&principal, subscription_id, collection, cursor, shape).await
-            }
-            ClientMessage::Unsubscribe { subscription_id } => {
-                if let Some(collection) = self.subscriptions.remove(&subscription_id) {
-                    self.state.hub.unwatch(self.id, &collection);
-                    self.state.metrics.subscriptions.dec();
-                    let _ = self.out.send(Outbound::Unsubscribe(subscription_id)).await;
-                }
-                Next::Continue
-            }
-            ClientMessage::Reconcile { session_id, collection, step } => {
-                let answer = crate::sync::reconcile::answer(&self.state, &principal, &collection, step, self.id).await;
-                let finished = match answer {
-                    Ok(Some(step)) => {
-                        let done = step.asks_nothing();
-                        self.send(ServerMessage::Reconcile { session_id, collection, step }).await;
-                        done
-                    }
-                    Ok(None) => true,
-                    Err(error) => {
-                        self.send(error.to_message(None, false)).await;
-                        true
-                    }
-                };
-                if finished && let Some((subscription_id, cursor)) = self.reconciling.remove(&session_id) {
-                    // The subscription's view is now the server's: catch-up is complete.
-                    self.send(ServerMessage::Changes { subscription_id, changes: Vec::new(), cursor, caught_up: true })
-                        .await;
-                    let _ = self.out.send(Outbound::CaughtUp(subscription_id)).await;
-                }
-                Next::Continue
-            }
-            ClientMessage::Ping { nonce } => {
-                self.send(ServerMessage::Pong { nonce }).await;
-                Next::Continue
-            }
-            ClientMessage::Query { request_id, query } => {
-                let state = Arc::clone(&self.state);
-                let answer = tokio::task::spawn_blocking(move || {
-                    let parsed = crate::sync::query::parse_text(&query)?;
-                    crate::sync::query::run(&state, &principal, &parsed)
-                })
-                .await
-                .unwrap_or_else(|_| Err(OpError::new(ErrorCode::Internal, "query failed inside the server")));
-                match answer {
-                    Ok(result) => self.send(crate::sync::query::result_message(request_id, &result)).await,
-                    Err(mut error) => {
-                        error.message = format!("query {request_id}: {}", error.message);
-                        self.send(error.to_message(None, false)).await;
-                    }
-                }
-                Next::Continue
-            }
-        }
-    }
-
-    async fn hello(&mut self, message: ClientMessage) -> Next {
-        let ClientMessage::Hello { protocol_version, token, .. } = message else {
-            return self
-                .refuse(OpError::new(ErrorCode::UnexpectedMessage, "the first message must be a hello"), true)
-                .await;
-        };
-        if protocol_version != PROTOCOL_VERSION {
-            let error = OpError::new(
-                ErrorCode::UnsupportedVersion,
-                format!("protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"),
-            );
-            return self.refuse(error, true).await;
-        }
-        let mut verified = self.state.authenticate(token.as_deref());
-        if let (Err(crate::auth::jwt::AuthError::Invalid(_)), Some(verifier)) = (&verified, &self.state.verifier)
-            && verifier.has_jwks_url()
-            && verifier.refresh().await.is_ok()
-        {
-            // The key may have been rotated since the last fetch.
-            verified = self.state.authenticate(token.as_deref());
-        }
-        match verified {
-            Ok(principal) => {
-                self.principal = Some(principal);
-                let server_time_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                self.send(ServerMessage::Welcome {
-                    protocol_version: PROTOCOL_VERSION,
-                    server_time_ms,
-                    node_id: self.state.node_id,
-                    partition_map_version: 0,
-                })
-                .await;
-                Next::Continue
-            }
-            Err(error) => self.refuse(OpError::new(error.code(), error.to_string()), true).await,
-        }
-    }
-
-    async fn push(&mut self, principal: Principal, batch_id: BatchId, changes: Vec<weft_core::change::Change>) -> Next {
-        let received = Instant::now();
-        let count = changes.len();
-        let pending = if !self.limiter.try_take(count) {
-            let limits = &self.state.config.limits;
-            let error = OpError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {} changes/s (burst {}) on this connection; retry later",
-                    limits.ops_per_second, limits.ops_burst
-                ),
-            );
-            Pending::Refused { batch_id, error }
-        } else {
-            let state = Arc::clone(&self.state);
-            let origin = self.id;
-            let appended =
-                tokio::task::spawn_blocking(move || push::check_and_append(&state, &principal, changes, origin)).await;
-            match appended {
-                Ok(Ok(appended)) => Pending::Appended { batch_id, appended, changes: count, received },
-                Ok(Err(error)) => Pending::Refused { batch_id, error },
-                Err(_) => Pending::Refused {
-                    batch_id,
-                    error: OpError::new(ErrorCode::Internal, "the write failed inside the server"),
-                },
-            }
-        };
-        if self.acks.send(Box::new(pending)).await.is_err() { Next::Close } else { Next::Continue }
-    }
-
-    async fn subscribe(
-        &mut self,
-        principal: &Principal,
-        id: SubscriptionId,
-        collection: CollectionName,
-        cursor: Option<weft_core::protocol::Cursor>,
-        shape: Option<weft_core::protocol::Shape>,
-    ) -> Next {
-        let max = self.state.config.limits.subscriptions_max;
-        if !self.subscriptions.contains_key(&id) && self.subscriptions.len() >= max {
-            let error = OpError::new(
-                ErrorCode::TooManySubscriptions,
-                format!("subscription to {collection}: at most {max} subscriptions per connection"),
-            );
-            return self.refuse(error, false).await;
-        }
-        let access = self.state.rules.access(principal, collection.as_str(), Operation::Read);
-        if access == Access::Denied {
-            let error =
-                OpError::new(ErrorCode::Forbidden, format!("read of {collection} denied for {:?}", principal.sub));
-            return self.refuse(error, false).await;
-        }
-        let engine = match self.state.engine() {
-            Ok(engine) => Arc::clone(engine),
-            Err(error) => return self.refuse(error, false).await,
-        };
-        if let Some(previous) = self.subscriptions.insert(id, collection.clone()) {
-            self.state.hub.unwatch(self.id, &previous);
-        } else {
-            self.state.metrics.subscriptions.inc();
-        }
-        // Watch first, then read the store: every change is either in the catch-up or
-        // arrives live (held by the writer until catch-up is sent).
-        self.state.hub.watch(self.id, &collection);
-        let view = View { access, shape };
-        let _ = self
-            .out
-            .send(Outbound::Subscribe { id, collection: collection.clone(), view: Box::new(view.clone()) })
-            .await;
-        let foreign = cursor.as_ref().is_some_and(|c| c.log != self.state.log_id);
-        let mut cursor = pull::start_cursor(self.state.log_id, cursor.as_ref());
-        if foreign && view.shape.is_none() && view.access == Access::All {
-            return self.reconcile_instead(id, collection, engine).await;
-        }
-        let flushed = {
-            let engine = Arc::clone(&engine);
-            let collection = collection.clone();
-            tokio::task::spawn_blocking(move || engine.flush_collection(&collection)).await
-        };
-        if !matches!(flushed, Ok(Ok(_))) {
-            return self
-                .refuse(OpError::new(ErrorCode::Internal, "catch-up failed: storage flush failed"), false)
-                .await;
-        }
-        loop {
-            let page = {
-                let (engine, collection, from, view) =
-                    (Arc::clone(&engine), collection.clone(), cursor.clone(), view.clone());
-                tokio::task::spawn_blocking(move || pull::next_page(&engine, &collection, &from, &view)).await
-            };
-            let page = match page {
-                Ok(Ok(page)) => page,
-                Ok(Err(error)) => return self.refuse(error, false).await,
-                Err(_) => return self.refuse(OpError::new(ErrorCode::Internal, "catch-up failed"), false).await,
-            };
-            if !page.removed.is_empty() {
-                self.send(ServerMessage::Removed { subscription_id: id, keys: page.removed, cursor: cursor.clone() })
-                    .await;
-            }
-            cursor = page.cursor;
-            let caught_up = page.caught_up;
-            self.send(ServerMessage::Changes {
-                subscription_id: id,
-                changes: page.changes,
-                cursor: cursor.clone(),
-                caught_up,
-            })
-            .await;
-            if caught_up {
-                break;
-            }
-        }
-        let _ = self.out.send(Outbound::CaughtUp(id)).await;
-        Next::Continue
-    }
-
-    /// Catch-up for a client whose cursor comes from another log (a replaced data
-    /// directory, another node): instead of sending the whole collection, the server
-    /// starts a merkle reconciliation, which moves only the differences — both ways.
-    /// Live changes after the snapshot cursor are held until it ends.
-    async fn reconcile_instead(&mut self, id: SubscriptionId, collection: CollectionName, engine: Arc<Engine>) -> Next {
-        let snapshot = {
-            let engine = Arc::clone(&engine);
-            let collection = collection.clone();
-            tokio::task::spawn_blocking(move || (engine.seqs(&collection), engine.reconcile_start(&collection))).await
-        };
-        let Ok((seqs, step)) = snapshot else {
-            return self.refuse(OpError::new(ErrorCode::Internal, "catch-up failed"), false).await;
-        };
-        let mut cursor = Cursor::new(self.state.log_id);
-        for (index, seq) in seqs.into_iter().enumerate() {
-            if let Some(partition) = u16::try_from(index).ok().and_then(PartitionId::new)
-                && seq > 0
-            {
-                cursor.advance(partition, seq);
-            }
-        }
-        // The client adopts this log's cursor now; what lies before it comes by
-        // reconciliation, what comes after it arrives live.
-        self.send(ServerMessage::Changes {
-            subscription_id: id,
-            changes: Vec::new(),
-            cursor: cursor.clone(),
-            caught_up: false,
-        })
-        .await;
-        self.next_session += 1;
-        let session_id = SessionId(SERVER_SESSION_BIT | self.next_session);
-        self.reconciling.insert(session_id, (id, cursor));
-        self.send(ServerMessage::Reconcile { session_id, collection, step }).await;
-        Next::Continue
+        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(wanted).await else { return false };
+        let budget = Budget::new(permit, wanted as usize, &self.gauge);
+        self.frames.send(Frame { bytes, code, budget }).await.is_ok()
     }
 }
 
-/// Session ids of reconciliations the server starts have this bit set, so they never
-/// collide with the client's own.
-pub const SERVER_SESSION_BIT: u32 = 1 << 31;
+struct Connection {
+    state: Arc<AppState>,
+    out: Outbox,
+    durable: mpsc::Sender<Durable>,
+    settled: mpsc::Receiver<Settled>,
+    live: mpsc::Receiver<Arc<LiveBatch>>,
+    inflight: usize,
+    /// Subscriptions with catch-up pages still to send, in order.
+    catch_up: VecDeque<SubscriptionId>,
+    /// The query being answered.
+    query: Option<JoinHandle<ServerMessage>>,
+    /// Whether frames are still read (false once the client left, a fatal error was
+    /// sent, or shutdown began).
+    reading: bool,
+}
+
+/// What woke the connection up.
+enum Event {
+    WriterGone,
+    Shutdown,
+    Settled(Settled),
+    Live(Arc<LiveBatch>),
+    Expiry,
+    Answer(Result<ServerMessage, tokio::task::JoinError>),
+    Frame(Option<Result<Message, axum::Error>>),
+    CatchUp,
+}
+
+/// The session was lost: a blocking call of it panicked.
+struct Lost;
+
+/// Runs `call` on the session on the blocking pool (it may read or write the store).
+async fn blocking<T: Send + 'static>(
+    mut session: Box<Session>,
+    call: impl FnOnce(&mut Session) -> T + Send + 'static,
+) -> Result<(Box<Session>, T), Lost> {
+    tokio::task::spawn_blocking(move || {
+        let result = call(&mut session);
+        (session, result)
+    })
+    .await
+    .map_err(|_| Lost)
+}
+
+async fn next_answer(query: &mut Option<JoinHandle<ServerMessage>>) -> Result<ServerMessage, tokio::task::JoinError> {
+    match query {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Connection {
+    /// The conversation: the hello, then every event until the connection ends and
+    /// every batch read is answered. Returns the session (dropping it ends its
+    /// subscriptions), unless a call of it panicked.
+    async fn converse(&mut self, session: Box<Session>, stream: &mut SplitStream<WebSocket>) -> Option<Box<Session>> {
+        let mut shutdown = self.state.shutdown.subscribe();
+        let mut session = session;
+        if *shutdown.borrow() {
+            let effects = session.shutdown();
+            Box::pin(self.apply(&mut session, effects, Instant::now())).await;
+            return Some(session);
+        }
+        // The hello comes first, within HELLO_TIMEOUT.
+        let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+        let Ok(Some(Ok(first))) = first else { return Some(session) };
+        let effects;
+        (session, effects) = Box::pin(self.frame(session, first)).await.ok()?;
+        if !Box::pin(self.apply(&mut session, effects, Instant::now())).await || !session.is_open() {
+            return Some(session);
+        }
+        // A session never outlives its token: `tick` ends it at `exp` (plus leeway).
+        let expiry = tokio::time::sleep(Duration::from_millis(session.expires_in_ms().unwrap_or(0)));
+        let mut expiring = session.expires_in_ms().is_some();
+        tokio::pin!(expiry);
+        let mut shutting_down = false;
+        loop {
+            let idle = self.catch_up.is_empty() && self.query.is_none();
+            if !self.reading && idle && session.pushes_in_flight() == 0 {
+                return Some(session);
+            }
+            let can_read = self.reading && idle && session.pushes_in_flight() < self.inflight;
+            let event = tokio::select! {
+                () = self.out.frames.closed() => Event::WriterGone,
+                changed = shutdown.changed(), if self.reading && idle && !shutting_down => {
+                    if changed.is_err() || *shutdown.borrow() { Event::Shutdown } else { continue }
+                }
+                Some(settled) = self.settled.recv() => Event::Settled(settled),
+                Some(batch) = self.live.recv() => Event::Live(batch),
+                () = &mut expiry, if expiring => Event::Expiry,
+                answer = next_answer(&mut self.query) => Event::Answer(answer),
+                frame = stream.next(), if can_read => Event::Frame(frame),
+                () = std::future::ready(()), if !self.catch_up.is_empty() && self.query.is_none() => Event::CatchUp,
+            };
+            let mut received = Instant::now();
+            let effects = match event {
+                Event::WriterGone => return Some(session),
+                Event::Shutdown => {
+                    shutting_down = true;
+                    self.reading = false;
+                    session.shutdown()
+                }
+                Event::Settled(settled) => {
+                    let (ticket, outcome) = *settled;
+                    session.push_settled(ticket, outcome)
+                }
+                Event::Live(batch) => session.live(batch),
+                Event::Expiry => {
+                    let effects = session.tick();
+                    match session.expires_in_ms() {
+                        Some(left) if session.is_open() => {
+                            let at = tokio::time::Instant::now() + Duration::from_millis(left.max(1));
+                            expiry.as_mut().reset(at);
+                        }
+                        _ => expiring = false,
+                    }
+                    effects
+                }
+                Event::Answer(answer) => {
+                    self.query = None;
+                    let message = answer.unwrap_or_else(|_| {
+                        OpError::new(ErrorCode::Internal, "query failed inside the server").to_message(None, false)
+                    });
+                    vec![Effect::Send(message)]
+                }
+                Event::Frame(Some(Ok(message))) => {
+                    received = Instant::now();
+                    let effects;
+                    (session, effects) = Box::pin(self.frame(session, message)).await.ok()?;
+                    effects
+                }
+                Event::Frame(_) => {
+                    // The client left: answer what was read, send nothing else.
+                    self.reading = false;
+                    self.catch_up.clear();
+                    Vec::new()
+                }
+                Event::CatchUp => match self.catch_up.pop_front() {
+                    Some(id) => {
+                        let effects;
+                        (session, effects) =
+                            Box::pin(blocking(session, move |session| session.catch_up(id))).await.ok()?;
+                        effects
+                    }
+                    None => Vec::new(),
+                },
+            };
+            // Boxed: carrying out effects (a token check may fetch keys) needs a large
+            // future; inline, every idle connection would carry that much memory.
+            if !Box::pin(self.apply(&mut session, effects, received)).await {
+                return Some(session);
+            }
+        }
+    }
+
+    /// Hands one WebSocket message to the session.
+    async fn frame(
+        &mut self,
+        mut session: Box<Session>,
+        message: Message,
+    ) -> Result<(Box<Session>, Vec<Effect>), Lost> {
+        match message {
+            Message::Binary(bytes) => {
+                self.state.metrics.bytes_received.inc_by(bytes.len() as u64);
+                blocking(session, move |session| session.handle_frame(&bytes)).await
+            }
+            Message::Text(_) => {
+                let error =
+                    OpError::new(ErrorCode::Malformed, "text frame: the protocol uses binary MessagePack frames");
+                let effects = session.refuse(error);
+                Ok((session, effects))
+            }
+            Message::Close(_) => {
+                self.reading = false;
+                Ok((session, Vec::new()))
+            }
+            Message::Ping(_) | Message::Pong(_) => Ok((session, Vec::new())),
+        }
+    }
+
+    /// Carries out `effects` in order (`received`: when the frame that caused them
+    /// arrived). False when the writer is gone.
+    async fn apply(&mut self, session: &mut Session, effects: Vec<Effect>, received: Instant) -> bool {
+        let mut queue = VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Send(message) => {
+                    if !self.out.send(message).await {
+                        return false;
+                    }
+                }
+                Effect::AwaitDurable(pending) => {
+                    if self.durable.send(Box::new((pending, received))).await.is_err() {
+                        return false;
+                    }
+                }
+                Effect::CatchUp(id) => self.catch_up.push_back(id),
+                Effect::Query(task) => self.query = Some(tokio::task::spawn_blocking(move || task.run())),
+                Effect::Authenticate { token } => {
+                    let verdict = self.state.authenticate_refreshing(token.as_deref()).await;
+                    for effect in session.authenticated(verdict).into_iter().rev() {
+                        queue.push_front(effect);
+                    }
+                }
+                Effect::Close => {
+                    self.reading = false;
+                    self.catch_up.clear();
+                    self.query = None;
+                }
+            }
+        }
+        true
+    }
+}
