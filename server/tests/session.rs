@@ -20,7 +20,7 @@ use weft_server::hub::Listener;
 use weft_server::session::{Effect, PendingPush, Session};
 use weft_server::state::AppState;
 use weft_storage::engine::{Engine, EngineConfig};
-use weft_storage::feed::FeedBatch;
+use weft_storage::feed::FeedReceiver;
 use weft_storage::store::MemoryStore;
 
 /// The simulated time the server starts at (ms since the epoch).
@@ -30,7 +30,7 @@ struct Server {
     state: Arc<AppState>,
     engine: Arc<Engine>,
     clock: ManualClock,
-    feed: std::sync::mpsc::Receiver<FeedBatch>,
+    feed: FeedReceiver,
     _dir: tempfile::TempDir,
 }
 
@@ -43,8 +43,7 @@ impl Server {
             Engine::open(&dir.path().join("wal"), Box::new(MemoryStore::new()), EngineConfig::default()).unwrap();
         let engine = Arc::new(engine);
         // The publisher thread's work, done by hand: feed → durable → hub.
-        let (sender, feed) = std::sync::mpsc::channel();
-        engine.set_feed(state.hub.feed_filter(), sender);
+        let feed = engine.set_feed(state.hub.feed_filter(), 1024);
         state.set_engine(Arc::clone(&engine));
         Server { state, engine, clock, feed, _dir: dir }
     }
@@ -69,7 +68,7 @@ impl Server {
 
     /// Publishes every batch the engine fed so far, once durable.
     fn publish(&self) {
-        while let Ok(batch) = self.feed.try_recv() {
+        while let Ok(batch) = self.feed.receiver.try_recv() {
             self.engine.wait_durable(batch.receipt).unwrap();
             self.state.hub.publish(batch);
         }

@@ -490,9 +490,11 @@ impl Engine {
         const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
         let bound = self.shared.config.dirty_bound();
         if self.shared.config.wal.scheduling == crate::wal::Scheduling::Caller {
-            // No flusher thread to wait for: the writer flushes.
-            if self.shared.lock().dirty.len() >= bound {
-                let mut guard = self.shared.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+            // No flusher thread to wait for: the writer flushes, unless a flush is under
+            // way (one thread: waiting for it would never end), which empties the map.
+            if self.shared.lock().dirty.len() >= bound
+                && let Ok(mut guard) = self.shared.flush_lock.try_lock()
+            {
                 self.shared.flush_locked(&mut guard)?;
             }
             return Ok(());
