@@ -374,3 +374,20 @@ fn shutdown_is_announced_after_the_answers_of_batches_already_read() {
         other => panic!("expected the ack, then Unavailable, then Close, got {other:?}"),
     }
 }
+
+#[test]
+fn holding_more_live_batches_than_the_queue_allows_makes_a_slow_consumer() {
+    let mut config = Config { dev: true, ..Config::default() };
+    config.limits.outbound_queue_frames = 2;
+    let server = Server::start(config);
+    let mut session = open(&server.state, user("alice"));
+    assert!(matches!(subscribe(&mut session, 1).as_slice(), [Effect::CatchUp(_)]));
+    // Live batches can be made by hand too (a simulation's own feed).
+    let batch = || Arc::new(weft_server::hub::LiveBatch { collection: todos(), records: Arc::new(Vec::new()) });
+    assert!(session.live(batch()).is_empty());
+    assert!(session.live(batch()).is_empty());
+    match session.live(batch()).as_slice() {
+        [Effect::Send(ServerMessage::Error { code: ErrorCode::SlowConsumer, fatal: true, .. }), Effect::Close] => {}
+        other => panic!("expected a fatal SlowConsumer, got {other:?}"),
+    }
+}

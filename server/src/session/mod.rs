@@ -130,7 +130,9 @@ pub struct Session {
     frames: usize,
     limiter: RateLimiter,
     acks: acks::AckQueue,
-    subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    /// Boxed: a map allocates room for 11 entries at its first insertion, and a
+    /// connection with one subscription should not pay for 11 inline ones.
+    subscriptions: BTreeMap<SubscriptionId, Box<Subscription>>,
     /// Reconciliations this server started for subscriptions whose cursor came from
     /// another log: when one ends, its subscription has caught up at the cursor kept here.
     reconciling: BTreeMap<SessionId, (SubscriptionId, Cursor)>,

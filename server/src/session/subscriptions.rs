@@ -66,7 +66,7 @@ impl Session {
             }
             let pull =
                 Subscription { collection, view, held: None, next_page: Some(start), pages_left: Some(PULL_PAGES_MAX) };
-            self.subscriptions.insert(id, pull);
+            self.subscriptions.insert(id, Box::new(pull));
             return vec![Effect::CatchUp(id)];
         }
         let subscription = Subscription {
@@ -76,7 +76,7 @@ impl Session {
             next_page: None,
             pages_left: None,
         };
-        if let Some(previous) = self.subscriptions.insert(id, subscription) {
+        if let Some(previous) = self.subscriptions.insert(id, Box::new(subscription)) {
             self.state.hub.unwatch(self.id, &previous.collection);
         } else {
             self.state.metrics.subscriptions.inc();
