@@ -391,3 +391,68 @@ fn holding_more_live_batches_than_the_queue_allows_makes_a_slow_consumer() {
         other => panic!("expected a fatal SlowConsumer, got {other:?}"),
     }
 }
+
+/// Found by the simulation (seed 0): a batch that creates a record and then edits it —
+/// an offline create + edit — was refused, each change being judged on the store's
+/// record, which the batch had not created yet.
+#[test]
+fn a_batch_that_creates_a_record_then_edits_it_passes_row_rules() {
+    let server = Server::with_rules();
+    let mut alice = open(&server.state, user("alice"));
+    let hlc = Hlc::new(server.clock_ms() + 1, 0, NodeId(5));
+    let edit = Change {
+        collection: todos(),
+        key: RecordKey::new("a1").unwrap(),
+        hlc,
+        state: ops::update(None, Document::from([("title".to_owned(), Value::from("x"))]), hlc),
+    };
+    let answer = write(&server, &mut alice, 1, vec![server.put("a1", "alice", 0), edit.clone()]);
+    assert!(matches!(answer.as_slice(), [ServerMessage::Ack { .. }]), "{answer:?}");
+    // The same edit alone, on a record nobody created, is still refused.
+    let orphan = Change { key: RecordKey::new("a2").unwrap(), ..edit };
+    match sent(push(&mut alice, 2, vec![orphan])).as_slice() {
+        [ServerMessage::Error { code: ErrorCode::Forbidden, .. }] => {}
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+}
+
+/// Found by the simulation (seed 851): after a retryable refusal, batches the client
+/// sent before it heard of it must not be applied before the refused one is pushed
+/// again, or an edit overtakes its create.
+#[test]
+fn batches_sent_behind_a_retryable_refusal_wait_until_it_is_pushed_again() {
+    let config = Config::from_toml(
+        r#"
+        [limits]
+        ops_per_second = 2
+        ops_burst = 2
+        [collections.todos]
+        read = [{ role = "user", when = "owner == auth.sub" }]
+        write = [{ role = "user", when = "owner == auth.sub" }]
+        "#,
+    )
+    .unwrap();
+    let server = Server::start(config);
+    let mut alice = open(&server.state, user("alice"));
+    let ack = |answer: Vec<ServerMessage>, id: u64| {
+        assert!(
+            matches!(answer.as_slice(), [ServerMessage::Ack { batch_id }] if *batch_id == BatchId(id)),
+            "{answer:?}"
+        );
+    };
+    ack(write(&server, &mut alice, 1, vec![server.put("a1", "alice", 0), server.put("a2", "alice", 1)]), 1);
+    let refused = vec![server.put("a1", "alice", 2)];
+    match sent(push(&mut alice, 2, refused.clone())).as_slice() {
+        [ServerMessage::Error { code: ErrorCode::RateLimited, batch_id: Some(BatchId(2)), fatal: false, .. }] => {}
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    server.clock.advance(10_000);
+    // Sent before the client heard: refused the same way, although tokens are back.
+    match sent(push(&mut alice, 3, vec![server.put("a3", "alice", 3)])).as_slice() {
+        [ServerMessage::Error { code: ErrorCode::RateLimited, batch_id: Some(BatchId(3)), .. }] => {}
+        other => panic!("expected the earlier batch's refusal, got {other:?}"),
+    }
+    // The refused batch again, first: accepted, and what follows it too.
+    ack(write(&server, &mut alice, 4, refused), 4);
+    ack(write(&server, &mut alice, 5, vec![server.put("a3", "alice", 3)]), 5);
+}

@@ -698,13 +698,22 @@ impl<C: ClockSource> Replica<C> {
                     }
                 }
             }
+            ServerMessage::Error { code, message, batch_id: Some(batch_id), fatal, .. } if code.is_retryable() => {
+                // The batch and every batch pushed after it go back to the queue, in
+                // write order: requeued alone, it would be pushed again after later
+                // writes — an edit before the create it depends on, which row rules
+                // refuse (found by the simulation, tests/simulation seed 851). Later
+                // batches the server still acks are pushed again: merging is idempotent.
+                if !self.outbox.requeue_from(batch_id) {
+                    out.events.push(ReplicaEvent::ServerError { code, message, fatal });
+                }
+                if fatal {
+                    self.disconnected();
+                }
+            }
             ServerMessage::Error { code, message, batch_id, fatal, .. } => {
                 let batch = batch_id.and_then(|id| self.outbox.acknowledge(id));
                 match batch {
-                    Some(batch) if code.is_retryable() => {
-                        // Back into the queue, in order, for the next push.
-                        self.outbox.requeue_front(batch.changes);
-                    }
                     Some(batch) => out.events.push(ReplicaEvent::Rejected {
                         batch_id: batch.batch_id,
                         code,

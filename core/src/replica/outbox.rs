@@ -61,11 +61,18 @@ impl Outbox {
         }
     }
 
-    /// Puts changes of a batch the server asked to retry back at the front, in order.
-    pub fn requeue_front(&mut self, changes: Vec<Change>) {
-        for change in changes.into_iter().rev() {
-            self.pending.push_front(change);
+    /// Returns batch `batch_id` and every batch pushed after it to the front of the
+    /// queue, oldest first (the server asked to retry it: later batches must not overtake
+    /// it). Returns whether the batch was in flight.
+    pub fn requeue_from(&mut self, batch_id: BatchId) -> bool {
+        let Some(index) = self.in_flight.iter().position(|b| b.batch_id == batch_id) else { return false };
+        while self.in_flight.len() > index {
+            let Some(batch) = self.in_flight.pop_back() else { break };
+            for change in batch.changes.into_iter().rev() {
+                self.pending.push_front(change);
+            }
         }
+        true
     }
 
     /// Every unacknowledged change, oldest first (in flight, then pending).
@@ -91,5 +98,43 @@ impl Outbox {
     /// Number of batches awaiting an ack.
     pub fn in_flight_batches(&self) -> usize {
         self.in_flight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Change;
+    use crate::crdt::ops;
+    use crate::hlc::{Hlc, NodeId};
+    use crate::key::{CollectionName, RecordKey};
+
+    fn change(n: u64) -> Change {
+        let hlc = Hlc::new(1_000 + n, 0, NodeId(1));
+        let key = RecordKey::new(format!("k{n}")).unwrap_or_else(|e| panic!("{e}"));
+        let collection = CollectionName::new("c").unwrap_or_else(|e| panic!("{e}"));
+        Change { collection, key, hlc, state: ops::delete(None, hlc) }
+    }
+
+    fn order(outbox: &Outbox) -> Vec<u64> {
+        outbox.unacknowledged().map(|c| c.hlc.wall_ms - 1_000).collect()
+    }
+
+    #[test]
+    fn a_batch_to_retry_goes_back_with_every_later_one_in_write_order() {
+        let mut outbox = Outbox::default();
+        for n in 0..6 {
+            outbox.push(change(n));
+        }
+        let first = outbox.take_batch(2).map(|b| b.batch_id);
+        let second = outbox.take_batch(2).map(|b| b.batch_id);
+        let _third = outbox.take_batch(1).map(|b| b.batch_id);
+        assert!(outbox.requeue_from(second.unwrap_or(BatchId(0))));
+        // Batch 1 still in flight; 2 and 3 back at the front of the queue, in order.
+        assert_eq!(outbox.in_flight_batches(), 1);
+        assert_eq!(order(&outbox), [0, 1, 2, 3, 4, 5]);
+        assert!(outbox.acknowledge(first.unwrap_or(BatchId(0))).is_some());
+        assert!(!outbox.requeue_from(BatchId(99)), "an unknown batch changes nothing");
+        assert_eq!(order(&outbox), [2, 3, 4, 5]);
     }
 }

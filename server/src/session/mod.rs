@@ -137,6 +137,10 @@ pub struct Session {
     /// another log: when one ends, its subscription has caught up at the cursor kept here.
     reconciling: BTreeMap<SessionId, (SubscriptionId, Cursor)>,
     next_session: u32,
+    /// After a retryable refusal: the refused batch's first change, and the code later
+    /// batches are refused with until a push starts with that change again (see
+    /// `writes.rs`).
+    retry_first: Option<(writes::ChangeId, ErrorCode)>,
 }
 
 impl Session {
@@ -160,6 +164,7 @@ impl Session {
             subscriptions: BTreeMap::new(),
             reconciling: BTreeMap::new(),
             next_session: 0,
+            retry_first: None,
         }
     }
 

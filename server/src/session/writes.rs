@@ -17,9 +17,32 @@ use crate::error::OpError;
 use crate::metrics::TransportLabels;
 use crate::sync::{push, reconcile};
 
+/// A change named by what makes it unique: its record and its timestamp.
+pub(super) type ChangeId = (CollectionName, weft_core::key::RecordKey, weft_core::hlc::Hlc);
+
 impl Session {
     pub(super) fn push(&mut self, batch_id: BatchId, changes: Vec<Change>) -> Vec<Effect> {
         let count = changes.len();
+        // After a retryable refusal, batches the client sent before it heard of it are
+        // refused the same way: applied now, they would overtake the refused batch (an
+        // edit before its create, which row rules refuse for good; found by the
+        // simulation, seed 851). A client that heard pushes the refused batch again
+        // first, and every later one after it (`Outbox::requeue_from`): a push that
+        // starts with the refused batch's first change ends the rule.
+        if let Some((first, code)) = &self.retry_first {
+            let resumed = changes
+                .first()
+                .is_some_and(|change| (&change.collection, &change.key, change.hlc) == (&first.0, &first.1, first.2));
+            if !resumed {
+                let error = OpError::new(
+                    *code,
+                    "an earlier batch of this connection must be retried first; push again in order",
+                );
+                return self.refuse_batch(batch_id, error);
+            }
+            self.retry_first = None;
+        }
+        let first = changes.first().map(|change| (change.collection.clone(), change.key.clone(), change.hlc));
         let now_ms = self.state.now_ms();
         if self.mode == Mode::Connection && !self.limiter.try_take(count, now_ms) {
             let limits = &self.state.config.limits;
@@ -30,7 +53,7 @@ impl Session {
                     limits.ops_per_second, limits.ops_burst
                 ),
             );
-            return self.refuse_batch(batch_id, error);
+            return self.refuse_retryable(batch_id, first, error);
         }
         match self.append(changes) {
             Ok(appended) => {
@@ -38,8 +61,19 @@ impl Session {
                 let ticket = PushTicket { session: self.id, seq, batch_id: Some(batch_id), changes: count };
                 vec![Effect::AwaitDurable(PendingPush { ticket, appended })]
             }
-            Err(error) => self.refuse_batch(batch_id, error),
+            Err(error) => self.refuse_retryable(batch_id, first, error),
         }
+    }
+
+    /// Refuses a batch; a retryable refusal also holds back the batches behind it until
+    /// the client pushes this one again (see `push`).
+    fn refuse_retryable(&mut self, batch_id: BatchId, first: Option<ChangeId>, error: OpError) -> Vec<Effect> {
+        if error.code.is_retryable()
+            && let Some(first) = first
+        {
+            self.retry_first = Some((first, error.code));
+        }
+        self.refuse_batch(batch_id, error)
     }
 
     /// Refuses batch `batch_id`, after the answers of the batches before it.

@@ -43,7 +43,9 @@ fn key(text: &str) -> RecordKey {
 /// One local write of client `index`, of a kind its role does.
 fn local_write(world: &mut World, index: usize) {
     let pick = world.rng.below(100);
-    let n = world.rng.below(5);
+    // Half the writes go to one hot record, the rest spread over the seed's key range:
+    // the spread fills the tiny caches, the hot record meets re-sends, edits and flushes.
+    let n = if world.rng.chance(500) { 0 } else { world.rng.below(world.settings.keys) };
     let value = world.rng.below(1000) as i64;
     let client = &mut world.clients[index];
     let sub = client.principal.sub.clone();
@@ -71,7 +73,10 @@ fn local_write(world: &mut World, index: usize) {
             let _ = match (exists, pick % 3) {
                 (false, _) | (true, 0) => replica.put(&todos(), &record, document),
                 (true, 1) => {
-                    replica.update(&todos(), &record, Document::from([("title".to_owned(), Value::Int(value))]))
+                    // Edits spread over several fields, so that a lost edit is rarely
+                    // hidden by a later one of the same field.
+                    let field = ["title", "a", "b", "c", "d"][(value % 5) as usize];
+                    replica.update(&todos(), &record, Document::from([(field.to_owned(), Value::Int(value))]))
                 }
                 (true, _) => replica.increment(&todos(), &record, "count", value % 7 - 3),
             };
@@ -88,7 +93,10 @@ fn local_write(world: &mut World, index: usize) {
                 5 => Ok(replica
                     .set_remove(&notes(), &set, &Value::from(sub.as_str()))
                     .unwrap_or_else(|| replica.delete(&notes(), &set))),
-                _ => replica.update(&notes(), &record, Document::from([("edited".to_owned(), Value::Bool(true))])),
+                _ => {
+                    let field = ["edited", "a", "b", "c", "d"][(value % 5) as usize];
+                    replica.update(&notes(), &record, Document::from([(field.to_owned(), Value::Int(value))]))
+                }
             };
         }
     }
@@ -114,14 +122,21 @@ fn step(world: &mut World, held: bool) {
     let index = world.rng.below(clients) as usize;
     match world.rng.below(100) {
         0..=19 => local_write(world, index),
-        20..=25 => world.connect(index),
-        26..=28 => world.disconnect(index),
+        20..=25 => {
+            let offline: Vec<usize> = (0..world.clients.len()).filter(|&i| world.clients[i].link.is_none()).collect();
+            if !offline.is_empty() {
+                let index = offline[world.rng.below(offline.len() as u64) as usize];
+                world.connect(index);
+            }
+        }
+        26..=27 => world.disconnect(index),
         29..=50 => {
             let busy = world.busy_links();
             if !busy.is_empty() {
                 let link = busy[world.rng.below(busy.len() as u64) as usize];
                 let pick = world.rng.below(8) as usize;
                 let action = world.rng.below(3);
+                let duplicate = world.rng.chance(300);
                 let server = world.server.as_ref().map(|s| std::sync::Arc::clone(&s.engine));
                 let Some(engine) = server else { return };
                 let mut acked_local = std::mem::take(&mut world.acked);
@@ -132,7 +147,7 @@ fn step(world: &mut World, held: bool) {
                     // flushes its collection first) waits: only pushes are read.
                     let readable = !held || link.to_server.front().is_some_and(|frame| is_push(frame));
                     match action {
-                        0 if readable => World::deliver_to_server(link, &mut stats_local),
+                        0 if readable => World::deliver_to_server(link, duplicate, &mut stats_local),
                         0 => {}
                         2 if held => {}
                         1 => failed = !World::settle(link, &engine, pick, &mut acked_local, &mut stats_local),
@@ -147,7 +162,16 @@ fn step(world: &mut World, held: bool) {
                 }
             }
         }
-        51..=72 => world.deliver_to_client(index),
+        51..=72 => {
+            // A client with frames waiting reads one.
+            let waiting: Vec<usize> = (0..world.clients.len())
+                .filter(|&i| world.clients[i].link.as_ref().is_some_and(|l| !l.to_client.is_empty() || l.closed))
+                .collect();
+            if !waiting.is_empty() {
+                let index = waiting[world.rng.below(waiting.len() as u64) as usize];
+                world.deliver_to_client(index);
+            }
+        }
         73..=80 => {
             world.publish();
         }
@@ -167,7 +191,7 @@ fn step(world: &mut World, held: bool) {
             let engine = world.server.as_ref().map(|s| std::sync::Arc::clone(&s.engine));
             if let Some(engine) = engine {
                 let flush = engine.begin_flush();
-                for _ in 0..1 + world.rng.below(12) {
+                for _ in 0..1 + world.rng.below(30) {
                     step(world, true);
                 }
                 if flush.finish().is_err() {
@@ -176,7 +200,7 @@ fn step(world: &mut World, held: bool) {
             }
         }
         // Deaths are rare enough that most seeds also see long stretches of progress.
-        93..=95 if !held && world.rng.chance(250) => {
+        93..=95 if !held && world.rng.chance(70) => {
             let power_loss = world.rng.chance(600);
             world.kill_server(power_loss);
         }
@@ -203,7 +227,7 @@ fn heal(world: &mut World) {
         for link in world.busy_links() {
             if let Some(link) = world.link_mut(link) {
                 while !link.to_server.is_empty() {
-                    World::deliver_to_server(link, &mut stats);
+                    World::deliver_to_server(link, false, &mut stats);
                 }
                 while !link.pending.is_empty() {
                     failed |= !World::settle(link, &engine, 0, &mut acked, &mut stats);
@@ -295,6 +319,11 @@ fn run(seed: u64) -> world::Stats {
     let mut world = World::new(seed);
     for _ in 0..STEPS {
         step(&mut world, false);
+        // Checked after every step, not only after deaths: a lost change that later
+        // writes supersede is invisible in the final state.
+        if let Some(server) = &world.server {
+            world.acked.check(&server.engine, seed);
+        }
     }
     heal(&mut world);
     check_converged(&world);
@@ -337,5 +366,7 @@ fn every_seed_keeps_acknowledged_writes_converges_and_never_leaks_a_denied_recor
         seeds as f64 / took.as_secs_f64().max(1e-9)
     );
     assert!(total.acks > seeds, "the runs acknowledged almost nothing: {total:?}");
-    assert!(total.power_losses > 0 && total.held_flushes > 0, "faults never happened: {total:?}");
+    if seeds >= 100 {
+        assert!(total.power_losses > 0 && total.held_flushes > 0, "faults never happened: {total:?}");
+    }
 }

@@ -48,7 +48,7 @@ impl Acked {
         for ((collection, key), acked) in &self.records {
             let hash = key.hash();
             let stored = engine
-                .read(collection, key)
+                .peek(collection, key)
                 .unwrap_or_else(|e| panic!("seed {seed}: reading {collection}/{key}: {e}"))
                 .unwrap_or_default();
             let mut joined = stored.clone();

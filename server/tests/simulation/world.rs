@@ -56,15 +56,18 @@ pub struct Settings {
     pub cache_records: usize,
     pub segment_bytes: u64,
     pub sync_fail_per_mille: u32,
+    /// Records each writer works on (besides its hot one).
+    pub keys: u64,
 }
 
 impl Settings {
     pub fn draw(rng: &mut SimRng) -> Settings {
         Settings {
             flush_records: [1, 2, 4, 16, 1000][rng.below(5) as usize],
-            cache_records: [1, 2, 5, 100][rng.below(4) as usize],
+            cache_records: [1, 2, 3, 5, 8, 100][rng.below(6) as usize],
             segment_bytes: [1024, 4096, 1 << 20][rng.below(3) as usize],
             sync_fail_per_mille: [0, 0, 0, 5, 30][rng.below(5) as usize],
+            keys: [2, 5, 12][rng.below(3) as usize],
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct Link {
     pub pushed: BTreeMap<BatchId, Vec<Change>>,
     /// The session closed the connection.
     pub closed: bool,
+    /// The client is gone (see [`World::zombies`]).
+    pub zombie: bool,
 }
 
 /// One simulated client.
@@ -301,6 +306,7 @@ impl World {
             catch_up: Vec::new(),
             pushed: BTreeMap::new(),
             closed: false,
+            zombie: false,
         };
         link.to_server.push_back(client.replica.hello(None).encode());
         client.link = Some(link);
@@ -317,6 +323,7 @@ impl World {
         if keep && !(link.to_server.is_empty() && link.pending.is_empty()) {
             link.to_client.clear();
             link.catch_up.clear();
+            link.zombie = true;
             self.zombies.push(link);
         }
     }
@@ -338,8 +345,10 @@ impl World {
         let _ = stats;
     }
 
-    /// The server reads the next frame of a link.
-    pub fn deliver_to_server(link: &mut Link, stats: &mut Stats) {
+    /// The server reads the next frame of a link. A zombie's push may be read twice
+    /// (`duplicate`): with its client re-sending the same batch on its new link, the
+    /// server sees the same changes again and again, in the middle of flushes.
+    pub fn deliver_to_server(link: &mut Link, duplicate: bool, stats: &mut Stats) {
         let Some(frame) = link.to_server.pop_front() else { return };
         if link.closed {
             return;
@@ -347,6 +356,9 @@ impl World {
         stats.frames += 1;
         if let Ok(ClientMessage::Push { batch_id, changes }) = ClientMessage::decode(&frame, &DecodeLimits::default()) {
             link.pushed.insert(batch_id, changes);
+            if duplicate && link.zombie {
+                link.to_server.push_back(frame.clone());
+            }
         }
         let effects = link.session.handle_frame(&frame);
         Self::run_effects(link, effects, stats);
@@ -407,6 +419,11 @@ impl World {
             match event {
                 ReplicaEvent::Acknowledged { .. } => client.acks_heard += 1,
                 ReplicaEvent::Rejected { code, changes, message, .. } => {
+                    if std::env::var("WEFT_SIM_TRACE").is_ok() {
+                        let keys: Vec<String> =
+                            changes.iter().map(|c| format!("{}/{}@{}", c.collection, c.key, c.hlc)).collect();
+                        eprintln!("{}: refused {code:?} {message}: {keys:?}", client.name);
+                    }
                     self.stats.refusals += 1;
                     client.refused += changes.len();
                     assert!(

@@ -620,6 +620,15 @@ impl Engine {
         Ok(inner.read_current(&(collection.clone(), key.clone()))?.map(|r| r.state))
     }
 
+    /// [`Engine::read`] that leaves the cache as it is: a check that must not change
+    /// what it checks (the simulation reads every acknowledged record after every step;
+    /// a caching read would repair the very states it looks for).
+    #[doc(hidden)]
+    pub fn peek(&self, collection: &CollectionName, key: &RecordKey) -> Result<Option<RecordState>, EngineError> {
+        let inner = self.shared.lock();
+        Ok(inner.peek_current(&(collection.clone(), key.clone()))?.map(|r| r.state))
+    }
+
     /// A record with its sequence number and version.
     pub fn read_stored(
         &self,
