@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building the WASM modules needs on this machine type (Debian):
 # rustup cannot download the wasm32 standard library here, so Debian's rustc with its
-# std sources builds it (see ../shared/TOOLCHAIN.md); binaryen gives wasm-opt; the
+# std sources builds it (the recipe is in scripts/lib/wasm-build.sh); binaryen gives wasm-opt; the
 # wasm-bindgen CLI must match the wasm-bindgen crate exactly and is installed once into
 # $HOME/.cache/weft/tools. Idempotent and quick when everything is already there.
 set -euo pipefail

@@ -161,7 +161,7 @@ impl<C: ClockSource> ClockSource for OffsetClock<C> {
     }
 }
 
-/// Maximum drift the server accepts by default (DESIGN §2).
+/// Maximum drift the server accepts by default (docs/semantics.md).
 pub const MAX_DRIFT_MS_DEFAULT: u64 = 60_000;
 
 /// A timestamp was further ahead of the local physical clock than allowed.

@@ -5,13 +5,13 @@ use std::fmt;
 
 use compact_str::CompactString;
 
-/// Longest record key, in bytes (DESIGN §2).
+/// Longest record key, in bytes (docs/semantics.md).
 pub const KEY_BYTES_MAX: usize = 1024;
 /// Longest collection name, in bytes.
 pub const COLLECTION_NAME_BYTES_MAX: usize = 128;
 /// Longest field name, in bytes.
 pub const FIELD_NAME_BYTES_MAX: usize = 256;
-/// Number of partitions of every collection's key space (DESIGN §3). Prime, so that
+/// Number of partitions of every collection's key space (docs/storage.md). Prime, so that
 /// partition numbers spread evenly over any number of cluster nodes.
 pub const PARTITION_COUNT: u16 = 271;
 

@@ -1,4 +1,4 @@
-//! One test per merge rule of DESIGN §2 / docs/semantics.md. Each builds replicas with
+//! One test per merge rule of docs/semantics.md. Each builds replicas with
 //! controlled clocks, makes concurrent writes, delivers them in both orders and checks
 //! what a reader sees.
 

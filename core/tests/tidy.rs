@@ -72,3 +72,48 @@ fn the_core_starts_no_threads_and_opens_no_files_or_sockets() {
     }
     assert!(problems.is_empty(), "weft-core must do no IO and start no threads:\n{}", problems.join("\n"));
 }
+
+/// The project's documentation stands on its own: no file cites a document outside the
+/// repository (a design note, a shared folder) that a reader of the repository cannot open.
+#[test]
+fn no_file_points_to_a_document_outside_the_repository() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in ["core", "storage", "client", "server", "wasm", "docs", "scripts", "client-js/src", "examples/todo/src"]
+    {
+        let root = workspace.join(dir);
+        if root.is_dir() {
+            texts(&root, &mut files);
+        }
+    }
+    files.push(workspace.join("README.md"));
+    let outside = ["DESIGN §", "DESIGN.md", "../shared"];
+    let mut problems = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for (number, line) in text.lines().enumerate() {
+            for word in outside {
+                // This test names the words it looks for.
+                if line.contains(word) && !file.ends_with("tidy.rs") {
+                    problems.push(format!("{}:{}: cites `{word}`", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Source and documentation files under `dir` (not build output or dependencies).
+fn texts(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable directory") {
+        let path = entry.expect("directory entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_dir() {
+            if !matches!(name, "node_modules" | "dist" | "target" | "pkg") {
+                texts(&path, out);
+            }
+        } else if ["rs", "md", "ts", "tsx", "sh", "mjs", "toml"].iter().any(|e| name.ends_with(&format!(".{e}"))) {
+            out.push(path);
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! # weft-server
 //!
-//! The Weft sync server and the `weft` command (DESIGN §4, §8, §9).
+//! The Weft sync server and the `weft` command (docs/protocol.md, docs/server.md).
 //!
 //! - [`serve`]: start-up (listener first, then recovery, then ready) and graceful
 //!   shutdown; [`config`]: file, env and flag settings.

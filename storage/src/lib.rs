@@ -1,7 +1,7 @@
 //! # weft-storage
 //!
 //! Durable storage for Weft servers: what makes "acknowledged" mean "survives `kill -9`
-//! and power loss" (DESIGN §3, §5).
+//! and power loss" (docs/storage.md).
 //!
 //! - [`wal`]: the write-ahead log — segmented files of checksummed records, group commit
 //!   with `fdatasync`, recovery that truncates a torn tail and refuses mid-log damage,

@@ -6,7 +6,7 @@
 //! merged by max (timestamps, per-node totals), union (set tags), or last-writer-wins with
 //! a total order on the winner (registers, counter bases).
 //!
-//! Visibility rules (DESIGN §2): a field is visible when its timestamp is at or after the
+//! Visibility rules (docs/semantics.md): a field is visible when its timestamp is at or after the
 //! record's `deleted`; a record is visible when its presence cell is, or when it holds a
 //! visible set member.
 
@@ -280,7 +280,7 @@ impl RecordState {
     }
 
     /// Drops what no replica can need any more, given that every change with a timestamp
-    /// below `horizon` has reached every replica (DESIGN §2, tombstones).
+    /// below `horizon` has reached every replica (docs/semantics.md, tombstones).
     ///
     /// Dropped: registers and set tags older than a delete that is itself below the
     /// horizon; add/remove tag pairs below the horizon; the whole record when only such a

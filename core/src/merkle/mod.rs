@@ -1,4 +1,4 @@
-//! The merkle index (DESIGN §3) and the reconciliation exchange built on it.
+//! The merkle index (docs/storage.md) and the reconciliation exchange built on it.
 //!
 //! [`MerkleIndex`] holds, for one collection, a trie per partition over key buckets with
 //! order-independent digests; [`respond`] answers reconciliation steps from it. The

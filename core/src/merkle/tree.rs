@@ -12,7 +12,7 @@ use crate::key::{KeyHash, PARTITION_COUNT, PartitionId, RecordKey};
 
 use super::path::{BUCKET_NIBBLES, NodePath};
 
-/// Most keys in one leaf before it splits (DESIGN §3).
+/// Most keys in one leaf before it splits (docs/storage.md).
 pub const LEAF_KEYS_MAX: usize = 32;
 /// An inner node with this many keys or fewer collapses into a leaf.
 const COLLAPSE_KEYS_MAX: u32 = (LEAF_KEYS_MAX / 2) as u32;

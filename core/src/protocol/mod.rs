@@ -1,4 +1,4 @@
-//! The sync protocol (DESIGN §4): message types, frames, cursors and error codes.
+//! The sync protocol (docs/protocol.md): message types, frames, cursors and error codes.
 //!
 //! Transports (WebSocket, HTTP) live outside the core; they move the frames that
 //! [`ClientMessage::encode`] and [`ServerMessage::encode`] produce. The wire format is

@@ -1,4 +1,4 @@
-//! Queries (DESIGN §6): the query model — a collection, a [`Predicate`], sort keys,
+//! Queries (docs/queries.md): the query model — a collection, a [`Predicate`], sort keys,
 //! limit/offset, a keyset cursor and a projection — its comparison rules
 //! ([`compare`]), its JSON form ([`json`]) and its evaluation by full scan.
 //!

@@ -5,7 +5,7 @@
 //! Per record the store keeps its CRDT state, its version hash (so the merkle index can
 //! be rebuilt without decoding states) and its sequence number in its (collection,
 //! partition) log. Each key holds exactly one sequence number, its latest, so the
-//! `(collection, partition, seq)` index is the compacted change log of DESIGN §3:
+//! `(collection, partition, seq)` index is the compacted change log of docs/storage.md:
 //! "everything since cursor C" is a range scan.
 //!
 //! A [`WriteBatch`] carries the WAL position up to which the store is complete after it;
