@@ -13,8 +13,14 @@ pub async fn live() -> &'static str {
     "ok\n"
 }
 
-/// `GET /health/ready`: 200 once recovery is done and until shutdown starts, else 503.
+/// `GET /health/ready`: 200 once recovery is done and until shutdown starts, else 503 —
+/// also while the storage engine refuses writes after a failed WAL write or sync (only a
+/// restart recovers; a supervisor or load balancer should move traffic away).
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(reason) = state.engine_if_open().and_then(|engine| engine.failure()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("storage failed, restart to recover: {reason}\n"))
+            .into_response();
+    }
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else if *state.shutdown.borrow() {

@@ -175,7 +175,11 @@ fn step(world: &mut World, held: bool) {
         73..=80 => {
             world.publish();
         }
-        81..=84 => world.push(index),
+        81..=83 => world.push(index),
+        84 => {
+            let pick = world.rng.below(1000);
+            world.query(index, pick);
+        }
         85..=88 if !held => {
             world.stats.flushes += 1;
             if world.server.as_ref().is_some_and(|s| s.engine.flush().is_err()) {
@@ -319,6 +323,11 @@ fn run(seed: u64) -> world::Stats {
     let mut world = World::new(seed);
     for _ in 0..STEPS {
         step(&mut world, false);
+        // A failed WAL (a failed sync anywhere: a flush for a catch-up, a checkpoint)
+        // refuses everything until the node restarts, as its readiness check says.
+        if world.server.as_ref().is_some_and(|server| server.engine.failure().is_some()) {
+            world.needs_restart = true;
+        }
         // Checked after every step, not only after deaths: a lost change that later
         // writes supersede is invisible in the final state.
         if let Some(server) = &world.server {

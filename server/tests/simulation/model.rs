@@ -77,8 +77,23 @@ pub fn may_read(role: Role, sub: &str, collection: &str, state: &RecordState) ->
     }
 }
 
-/// Fails the run if `message` carries a record the client may not read.
+/// Fails the run if `message` carries a record the client may not read. Query answers
+/// count too: even request ids ask `todos`, odd ones the unlisted `secret`.
 pub fn check_received(seed: u64, client: &str, role: Role, sub: &str, message: &ServerMessage) {
+    if let ServerMessage::QueryResult { request_id, rows, .. } = message {
+        if request_id % 2 == 1 {
+            assert!(rows.is_empty(), "seed {seed}: {client} read rows of a collection nobody may read: {rows:?}");
+        } else if role != Role::Admin {
+            // Every row, grouped ones included, names only the caller as owner.
+            for row in rows {
+                assert_eq!(
+                    row.get("owner"),
+                    Some(&Value::from(sub)),
+                    "seed {seed}: {client} got a query row its rules deny: {row:?}"
+                );
+            }
+        }
+    }
     if let ServerMessage::Changes { changes, .. } = message {
         for change in changes {
             assert!(

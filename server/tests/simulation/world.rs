@@ -456,6 +456,25 @@ impl World {
         }
     }
 
+    /// A connected client sends a one-shot query (SQL) over what it may read — or, for
+    /// odd request ids, over the collection nobody may read. Answers are checked on
+    /// arrival (`model::check_received`).
+    pub fn query(&mut self, index: usize, pick: u64) {
+        let client = &mut self.clients[index];
+        let Some(link) = client.link.as_mut() else { return };
+        if !client.replica.is_connected() {
+            return;
+        }
+        let (request_id, text) = match pick % 4 {
+            0 => (2 * pick as u32, "SELECT * FROM todos"),
+            1 => (2 * pick as u32, "SELECT id, owner, count FROM todos WHERE count > 0 ORDER BY id LIMIT 3"),
+            2 => (2 * pick as u32 + 1, "SELECT * FROM secret"),
+            _ => (2 * pick as u32, "SELECT owner, COUNT(*) AS n FROM todos GROUP BY owner"),
+        };
+        let message = ClientMessage::Query { request_id, query: text.to_owned() };
+        link.to_server.push_back(message.encode());
+    }
+
     /// The server publishes the next batch of the change feed (once durable) to every
     /// session but its writer's.
     pub fn publish(&mut self) -> bool {

@@ -620,6 +620,16 @@ impl Engine {
         Ok(inner.read_current(&(collection.clone(), key.clone()))?.map(|r| r.state))
     }
 
+    /// Why the engine accepts no more writes, if it does not: the WAL failed (a failed
+    /// write or `fdatasync` poisons it) or a logged batch could not be merged. Only a
+    /// restart recovers; a server reports itself not ready meanwhile.
+    pub fn failure(&self) -> Option<String> {
+        if let Some(reason) = self.shared.wal.failure() {
+            return Some(format!("WAL failed: {reason}"));
+        }
+        self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// [`Engine::read`] that leaves the cache as it is: a check that must not change
     /// what it checks (the simulation reads every acknowledged record after every step;
     /// a caching read would repair the very states it looks for).
