@@ -172,3 +172,41 @@ async fn server_stamped_writes_after_a_restart_win_over_earlier_writes_stamped_a
         );
     }
 }
+
+/// Found by the simulation (seed 847): after a failed `fdatasync` the WAL refuses every
+/// write until a restart, and the node must say so instead of reporting ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_wal_failed_reports_not_ready_naming_it() {
+    use weft_storage::engine::{Engine, EngineConfig};
+    use weft_storage::sim::{DiskFaults, SimDisk, SimRng};
+    use weft_storage::store::MemoryStore;
+    use weft_storage::wal::{Scheduling, WalConfig};
+
+    let disk = SimDisk::new(SimRng::new(1), DiskFaults::default());
+    let config = EngineConfig {
+        wal: WalConfig { disk: Arc::new(disk.clone()), scheduling: Scheduling::Caller, ..WalConfig::default() },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = Engine::open(std::path::Path::new("/sim/wal"), Box::new(MemoryStore::new()), config).unwrap();
+    let engine = Arc::new(engine);
+    let state = Arc::new(AppState::new(dev_config(), None, LogId(7)).unwrap());
+    state.set_engine(Arc::clone(&engine));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        weft_server::http::router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    assert_eq!(reqwest::get(format!("{url}/health/ready")).await.unwrap().status(), 200);
+
+    // Every sync fails from now on: the next write poisons the WAL.
+    disk.set_faults(DiskFaults { sync_fail_per_mille: 1000 });
+    let hlc = Hlc::new(1_700_000_000_000, 0, NodeId(3));
+    let key = weft_core::key::RecordKey::new("k").unwrap();
+    let collection = weft_core::key::CollectionName::new("todos").unwrap();
+    let change = Change { collection, key, hlc, state: ops::delete(None, hlc) };
+    assert!(engine.apply(vec![change]).is_err(), "a write whose sync failed is not acknowledged");
+    let ready = reqwest::get(format!("{url}/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("storage failed") && body.contains("fdatasync"), "{body}");
+}
